@@ -1,1 +1,20 @@
-//! (in progress)
+//! # scimflow-log
+//!
+//! The command log is the source of truth: a write is acknowledged only once its command is
+//! durable here and the projector has folded it.
+//!
+//! ## Layout
+//! - [`port`]: [`CommandLog`] (append, durable on return) and [`LogRecord`].
+//! - [`outcome`]: [`Outcome`]s of folded commands and the [`OutcomeHub`] where API requests wait
+//!   for them.
+//! - [`submit`]: [`WritePath`], append-then-await as one call for the API.
+//! - [`embedded`]: the default single-partition log on redb with group commit.
+
+pub mod embedded;
+pub mod outcome;
+pub mod port;
+pub mod submit;
+
+pub use outcome::{Outcome, OutcomeHub};
+pub use port::{Appended, CommandLog, LogError, LogRecord};
+pub use submit::{SubmitError, WritePath};

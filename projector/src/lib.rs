@@ -1,1 +1,15 @@
-//! (in progress)
+//! # scimflow-projector
+//!
+//! The single writer of each log partition. It reads commands in log order, folds them with the
+//! core's `decide`/`apply` against the store's rows, writes the resulting rows together with the
+//! log position they reach (so a batch is applied exactly once even across crashes), and only
+//! then reports each command's outcome, so an acknowledged write is visible to every later read.
+//!
+//! ## Layout
+//! - [`batch`]: folding one batch of log records into a store commit and its outcomes.
+//! - [`embedded`]: the loop that follows the embedded log.
+
+pub mod batch;
+pub mod embedded;
+
+pub use batch::{BatchResult, fold_records};

@@ -1,1 +1,16 @@
-//! (in progress)
+//! # scimflow-store
+//!
+//! The projection store: the folded state of every tenant as rows (resources, lookup indexes,
+//! one row per group membership and its reverse), written only by the projector and read by the
+//! API. The log stays the source of truth; a store can always be rebuilt by replaying it.
+//!
+//! ## Layout
+//! - [`port`]: the [`StoreWriter`] (projector side) and [`StoreReader`] (API side) traits.
+//! - [`embedded`]: the default adapter on redb, a proven embedded transactional database.
+//! - [`tenants`]: tenants and their bearer tokens (stored as SHA-256 hashes only).
+
+pub mod embedded;
+pub mod port;
+pub mod tenants;
+
+pub use port::{StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};

@@ -87,6 +87,34 @@ pub enum Filter {
     ValuePath(AttrPath, Box<Filter>),
 }
 
+impl Filter {
+    /// The operands of the `and` (or `or`) chain this node heads, left to right. The parser builds
+    /// `a and b and c` left-nested, so a long chain is a deep tree; walking its left spine here
+    /// with a loop keeps every recursive walker (printer, evaluator, planner) at a depth bounded
+    /// by the nesting limit instead of by the chain length. Any other node is its own operand.
+    pub(crate) fn chain_operands(&self) -> Vec<&Filter> {
+        let is_and = matches!(self, Filter::And(..));
+        let mut operands = Vec::new();
+        let mut node = self;
+        loop {
+            match node {
+                Filter::And(left, right) if is_and => {
+                    operands.push(&**right);
+                    node = left;
+                }
+                Filter::Or(left, right) if !is_and => {
+                    operands.push(&**right);
+                    node = left;
+                }
+                _ => break,
+            }
+        }
+        operands.push(node);
+        operands.reverse();
+        operands
+    }
+}
+
 /// A PATCH `path`: `attrPath`, or `valuePath` optionally followed by `.subAttr`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchPath {

@@ -1,0 +1,14 @@
+//! # scimflow (the command)
+//!
+//! One binary for every topology. With no configuration, `scimflow serve` runs the whole
+//! pipeline in one process on the embedded log and store.
+//!
+//! ## Layout
+//! - [`embedded`]: wiring of the all-in-one embedded pipeline ([`embedded::EmbeddedApp`]), used
+//!   by `serve` and by the end-to-end tests.
+//! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
+//! - [`telemetry`]: structured logging setup.
+
+pub mod embedded;
+pub mod telemetry;
+pub mod tenant_cmd;

@@ -1,0 +1,89 @@
+//! The store ports. The projector writes through [`StoreWriter`] (synchronous: it runs the
+//! fold on a blocking thread), the API reads through [`StoreReader`] (async). Every call is scoped
+//! to one tenant, and no call returns a whole group's membership at once.
+
+use async_trait::async_trait;
+use scimflow_core::ResourceKind;
+use scimflow_core::index::IndexName;
+use scimflow_core::state::{Member, Mutation, StateView, StoredResource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A [`StateView`] that remembers a failed read. [`StateView`] is infallible so the fold stays
+/// simple; a decision made after a failed read is discarded and the batch retried, never
+/// committed.
+pub trait TenantView: StateView {
+    fn failure(&self) -> Option<StoreError>;
+}
+
+/// The mutations one tenant's commands produced in a batch, plus the encoded change events to
+/// keep for fanout.
+#[derive(Debug, Clone, Default)]
+pub struct TenantCommit {
+    pub tenant_id: String,
+    pub mutations: Vec<Mutation>,
+}
+
+/// Projector side. A batch is committed atomically together with the log position it reaches,
+/// so a batch is applied once even if the projector crashes and replays it.
+pub trait StoreWriter: Send + Sync {
+    /// A consistent view of one tenant's rows for the fold.
+    fn tenant_view(&self, tenant_id: &str) -> StoreResult<Box<dyn TenantView + '_>>;
+
+    /// The next log offset to fold for `partition` (0 when nothing was applied yet).
+    fn next_offset(&self, partition: u32) -> StoreResult<u64>;
+
+    /// Applies the mutations of a batch and records `next_offset` for `partition`, atomically.
+    /// `changes` are encoded change envelopes appended to the store's change feed in the same
+    /// transaction.
+    fn commit(
+        &self,
+        partition: u32,
+        next_offset: u64,
+        tenants: &[TenantCommit],
+        changes: &[Vec<u8>],
+    ) -> StoreResult<()>;
+}
+
+/// API side: point reads and bounded pages, always within one tenant.
+#[async_trait]
+pub trait StoreReader: Send + Sync {
+    async fn resource(&self, tenant_id: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>>;
+
+    async fn index_lookup(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Groups that directly contain `member_id`.
+    async fn groups_of(&self, tenant_id: &str, member_id: &str) -> StoreResult<Vec<String>>;
+
+    /// Up to `limit` members of a group with ids greater than `after`, in id order.
+    async fn members_page(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Member>>;
+
+    /// Up to `limit` resources of `kind` with ids greater than `after`, in id order.
+    async fn resources_page(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, StoredResource)>>;
+}
