@@ -15,8 +15,8 @@
 //! - An attribute unknown to the schema never matches, whatever the operator; [`validate`] lets
 //!   the API reject such filters up front.
 
-use super::ast::{AttrPath, CompValue, CompareOp, Filter};
 use super::EvalContext;
+use super::ast::{AttrPath, CompValue, CompareOp, Filter};
 use crate::error::{ScimError, ScimResult};
 use crate::schema::{AttrHome, AttrType, AttributeDef, ResolvedAttr};
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
@@ -84,13 +84,20 @@ pub fn complexity(filter: &Filter) -> usize {
 pub(crate) fn resolve<'r>(ctx: &EvalContext<'r>, path: &AttrPath) -> Option<ResolvedAttr<'r>> {
     let registry = ctx.registry;
     let (home, attr) = match &path.urn {
-        None => (AttrHome::Core, registry.core_attribute(ctx.kind, &path.name)?),
-        Some(urn) if urn.eq_ignore_ascii_case(ctx.kind.core_schema()) => {
-            (AttrHome::Core, registry.core_attribute(ctx.kind, &path.name)?)
-        }
+        None => (
+            AttrHome::Core,
+            registry.core_attribute(ctx.kind, &path.name)?,
+        ),
+        Some(urn) if urn.eq_ignore_ascii_case(ctx.kind.core_schema()) => (
+            AttrHome::Core,
+            registry.core_attribute(ctx.kind, &path.name)?,
+        ),
         Some(urn) => {
             let schema = registry.schema(registry.extension_id(ctx.kind, urn)?)?;
-            (AttrHome::Extension(schema.id.as_str()), schema.attribute(&path.name)?)
+            (
+                AttrHome::Extension(schema.id.as_str()),
+                schema.attribute(&path.name)?,
+            )
         }
     };
     let sub = match &path.sub {
@@ -110,20 +117,27 @@ enum Scope<'v> {
 
 fn eval(ctx: &EvalContext<'_>, scope: Scope<'_>, filter: &Filter) -> bool {
     match filter {
-        Filter::Present(path) => {
-            values_at(ctx, scope, path, Purpose::Presence).is_some_and(|(_, values)| {
-                values.into_iter().any(is_present)
-            })
-        }
+        Filter::Present(path) => values_at(ctx, scope, path, Purpose::Presence)
+            .is_some_and(|(_, values)| values.into_iter().any(is_present)),
         Filter::Compare(path, op, expected) => values_at(ctx, scope, path, Purpose::Compare)
             .is_some_and(|(leaf, values)| compare_values(leaf, *op, expected, &values)),
-        Filter::And(..) => filter.chain_operands().into_iter().all(|f| eval(ctx, scope, f)),
-        Filter::Or(..) => filter.chain_operands().into_iter().any(|f| eval(ctx, scope, f)),
+        Filter::And(..) => filter
+            .chain_operands()
+            .into_iter()
+            .all(|f| eval(ctx, scope, f)),
+        Filter::Or(..) => filter
+            .chain_operands()
+            .into_iter()
+            .any(|f| eval(ctx, scope, f)),
         Filter::Not(inner) => !eval(ctx, scope, inner),
         Filter::ValuePath(path, inner) => {
             // Value paths do not nest (the parser rejects it), so inside an element: no match.
-            let Scope::Resource(resource) = scope else { return false };
-            let Some(resolved) = resolve(ctx, path) else { return false };
+            let Scope::Resource(resource) = scope else {
+                return false;
+            };
+            let Some(resolved) = resolve(ctx, path) else {
+                return false;
+            };
             if resolved.sub.is_some() || resolved.attr.attr_type != AttrType::Complex {
                 return false;
             }
@@ -205,7 +219,9 @@ fn attribute_value<'v>(resource: &'v Value, resolved: &ResolvedAttr<'_>) -> Opti
 fn get_key<'v>(object: &'v Value, key: &str) -> Option<&'v Value> {
     let map = object.as_object()?;
     map.get(key).or_else(|| {
-        map.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| value)
+        map.iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value)
     })
 }
 
@@ -219,7 +235,11 @@ fn as_values(value: &Value) -> &[Value] {
 }
 
 fn non_null(value: Option<&Value>) -> impl Iterator<Item = &Value> {
-    value.map(as_values).unwrap_or_default().iter().filter(|v| !v.is_null())
+    value
+        .map(as_values)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| !v.is_null())
 }
 
 fn is_present(value: &Value) -> bool {
@@ -246,7 +266,10 @@ fn compare_values(
         (CompareOp::Ne, CompValue::Null) => !values.is_empty(),
         (_, CompValue::Null) => false,
         (CompareOp::Ne, _) => {
-            values.is_empty() || values.iter().any(|v| !compare(leaf, CompareOp::Eq, expected, v))
+            values.is_empty()
+                || values
+                    .iter()
+                    .any(|v| !compare(leaf, CompareOp::Eq, expected, v))
         }
         _ => values.iter().any(|v| compare(leaf, op, expected, v)),
     }
@@ -354,9 +377,10 @@ fn validate_in(
             let leaf = validate_path(ctx, parent, path)?;
             validate_comparison(path, leaf, *op)
         }
-        Filter::And(..) | Filter::Or(..) => {
-            filter.chain_operands().into_iter().try_for_each(|f| validate_in(ctx, parent, f))
-        }
+        Filter::And(..) | Filter::Or(..) => filter
+            .chain_operands()
+            .into_iter()
+            .try_for_each(|f| validate_in(ctx, parent, f)),
         Filter::Not(inner) => validate_in(ctx, parent, inner),
         Filter::ValuePath(path, inner) => {
             if let Some(parent) = parent {
@@ -367,10 +391,7 @@ fn validate_in(
             }
             let resolved = resolve_or_reject(ctx, path)?;
             let attr = resolved.attr;
-            if resolved.sub.is_some()
-                || !attr.multi_valued
-                || attr.attr_type != AttrType::Complex
-            {
+            if resolved.sub.is_some() || !attr.multi_valued || attr.attr_type != AttrType::Complex {
                 return Err(invalid(format!(
                     "\"{path}\" is not a multi-valued complex attribute, so it cannot take a \
                      value filter \"[...]\""
@@ -406,7 +427,11 @@ fn validate_path<'d>(
         )));
     }
     parent.sub_attribute(&path.name).ok_or_else(|| {
-        let known: Vec<&str> = parent.sub_attributes.iter().map(|sub| sub.name.as_str()).collect();
+        let known: Vec<&str> = parent
+            .sub_attributes
+            .iter()
+            .map(|sub| sub.name.as_str())
+            .collect();
         invalid(format!(
             "\"{}\" is not a sub-attribute of \"{}\" (known: {})",
             path.name,
@@ -418,20 +443,29 @@ fn validate_path<'d>(
 
 fn resolve_or_reject<'d>(ctx: &EvalContext<'d>, path: &AttrPath) -> ScimResult<ResolvedAttr<'d>> {
     resolve(ctx, path).ok_or_else(|| {
-        invalid(format!("unknown attribute \"{path}\" for {} resources", ctx.kind.name()))
+        invalid(format!(
+            "unknown attribute \"{path}\" for {} resources",
+            ctx.kind.name()
+        ))
     })
 }
 
 fn validate_comparison(path: &AttrPath, leaf: &AttributeDef, op: CompareOp) -> ScimResult<()> {
     if leaf.attr_type == AttrType::Complex {
-        let example = leaf.sub_attributes.first().map_or("", |sub| sub.name.as_str());
+        let example = leaf
+            .sub_attributes
+            .first()
+            .map_or("", |sub| sub.name.as_str());
         return Err(invalid(format!(
             "\"{path}\" is a complex attribute and cannot be compared with \"{op}\"; compare one \
              of its sub-attributes, e.g. \"{}.{example}\"",
             leaf.name
         )));
     }
-    let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
+    let ordering = matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    );
     if ordering && leaf.attr_type == AttrType::Boolean {
         return Err(invalid(format!(
             "\"{op}\" cannot be used with the boolean attribute \"{path}\"; use eq or ne"
@@ -532,7 +566,11 @@ mod tests {
         let registry = registry();
         let user = user();
         for (text, expected) in cases {
-            assert_eq!(check(&registry, ResourceKind::User, &user, text), *expected, "{text}");
+            assert_eq!(
+                check(&registry, ResourceKind::User, &user, text),
+                *expected,
+                "{text}"
+            );
         }
     }
 
@@ -540,7 +578,11 @@ mod tests {
         let registry = registry();
         let group = group();
         for (text, expected) in cases {
-            assert_eq!(check(&registry, ResourceKind::Group, &group, text), *expected, "{text}");
+            assert_eq!(
+                check(&registry, ResourceKind::Group, &group, text),
+                *expected,
+                "{text}"
+            );
         }
     }
 
@@ -554,8 +596,14 @@ mod tests {
             (r#"id eq "2819C223-7F76-453A-919D-413861904646""#, false),
             (r#"externalId eq "Bjensen-EXT""#, true),
             (r#"externalId eq "bjensen-ext""#, false),
-            (r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "gold""#, false),
-            (r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "Gold""#, true),
+            (
+                r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "gold""#,
+                false,
+            ),
+            (
+                r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "Gold""#,
+                true,
+            ),
         ]);
     }
 
@@ -584,7 +632,11 @@ mod tests {
             (r#"displayName eq "σοφια""#, true),
             (r#"displayName gt "σοφ""#, true),
         ] {
-            assert_eq!(check(&registry, ResourceKind::User, &user, text), expected, "{text}");
+            assert_eq!(
+                check(&registry, ResourceKind::User, &user, text),
+                expected,
+                "{text}"
+            );
         }
     }
 
@@ -644,7 +696,10 @@ mod tests {
             (r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, true),
             (r#"meta.lastModified gt "2011-05-13T04:42:35Z""#, false),
             (r#"meta.lastModified lt "2011-05-13T06:42:35+02:00""#, true),
-            (r#"meta.lastModified eq "2011-05-13T06:42:34.123+02:00""#, true),
+            (
+                r#"meta.lastModified eq "2011-05-13T06:42:34.123+02:00""#,
+                true,
+            ),
             (r#"meta.created ge "2010-01-23T04:56:22Z""#, true),
             (r#"meta.created le "2010-01-23T04:56:21.999Z""#, false),
             (r#"meta.created eq "2010-01-23T04:56:22""#, true),
@@ -692,8 +747,14 @@ mod tests {
             ("emails.display pr", false),
             ("name pr", true),
             ("name.middleName pr", false),
-            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager pr", true),
-            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter pr", false),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager pr",
+                true,
+            ),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter pr",
+                false,
+            ),
             ("addresses pr", false),
         ]);
         let registry = registry();
@@ -734,22 +795,53 @@ mod tests {
 
     #[test]
     fn attribute_names_and_json_keys_match_case_insensitively() {
-        user_cases(&[(r#"USERNAME eq "bjensen@example.com""#, true), (r#"Name.GivenName eq "barbara""#, true)]);
+        user_cases(&[
+            (r#"USERNAME eq "bjensen@example.com""#, true),
+            (r#"Name.GivenName eq "barbara""#, true),
+        ]);
         let registry = registry();
         let sloppy = json!({"UserName": "x", "EMAILS": [{"Value": "a@b.c"}]});
-        assert!(check(&registry, ResourceKind::User, &sloppy, r#"userName eq "x""#));
-        assert!(check(&registry, ResourceKind::User, &sloppy, r#"emails[value eq "a@b.c"]"#));
+        assert!(check(
+            &registry,
+            ResourceKind::User,
+            &sloppy,
+            r#"userName eq "x""#
+        ));
+        assert!(check(
+            &registry,
+            ResourceKind::User,
+            &sloppy,
+            r#"emails[value eq "a@b.c"]"#
+        ));
     }
 
     #[test]
     fn urn_prefixed_paths_reach_core_and_extension_attributes() {
         user_cases(&[
-            (r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName eq "barbara""#, true),
-            (r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#, true),
-            (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#, true),
-            (r#"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:department co "tour""#, true),
-            (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87e4-49d8ca9f808d""#, true),
-            (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87E4-49D8CA9F808D""#, false),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName eq "barbara""#,
+                true,
+            ),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#,
+                true,
+            ),
+            (
+                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#,
+                true,
+            ),
+            (
+                r#"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:department co "tour""#,
+                true,
+            ),
+            (
+                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87e4-49d8ca9f808d""#,
+                true,
+            ),
+            (
+                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87E4-49D8CA9F808D""#,
+                false,
+            ),
             (r#"employeeNumber eq "701984""#, false),
         ]);
     }
@@ -762,11 +854,20 @@ mod tests {
             (r#"emails[type eq "home" or primary eq true]"#, true),
             (r#"emails[not (type eq "work")]"#, true),
             (r#"emails[type eq "other"]"#, false),
-            (r#"emails[type eq "work"].value eq "bjensen@example.com""#, true),
-            (r#"emails[type eq "work"].value eq "babs@jensen.org""#, false),
+            (
+                r#"emails[type eq "work"].value eq "bjensen@example.com""#,
+                true,
+            ),
+            (
+                r#"emails[type eq "work"].value eq "babs@jensen.org""#,
+                false,
+            ),
             (r#"emails[type eq "home"].value eq "BABS@jensen.org""#, true),
             (r#"emails[type eq "work"] and userName sw "bj""#, true),
-            (r#"urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq "home"]"#, true),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq "home"]"#,
+                true,
+            ),
             (r#"phoneNumbers[type pr]"#, false),
             (r#"emails[nosuch eq "x"]"#, false),
             (r#"emails[nosuch ne "x"]"#, false),
@@ -790,9 +891,18 @@ mod tests {
         group_cases(&[
             (r#"displayName eq "tour guides""#, true),
             (r#"displayName eq "Tour""#, false),
-            (r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#, true),
-            (r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#, false),
-            (r#"members.value eq "902c246b-6245-4190-8e05-00816be7344a""#, true),
+            (
+                r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#,
+                true,
+            ),
+            (
+                r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#,
+                false,
+            ),
+            (
+                r#"members.value eq "902c246b-6245-4190-8e05-00816be7344a""#,
+                true,
+            ),
             (r#"members eq "902c246b-6245-4190-8e05-00816be7344a""#, true),
             (r#"id eq "e9e30dba-f08f-4109-8486-d5c6a331660a""#, true),
             (r#"userName eq "x""#, false),
@@ -802,7 +912,10 @@ mod tests {
     #[test]
     fn a_single_element_is_matched_against_sub_attribute_paths() {
         let registry = registry();
-        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
+        let ctx = EvalContext {
+            registry: &registry,
+            kind: ResourceKind::User,
+        };
         let Some(emails) = registry.core_attribute(ResourceKind::User, "emails") else {
             panic!("emails is a standard attribute");
         };
@@ -810,7 +923,10 @@ mod tests {
         let inner = |text: &str| parse_filter(text).map_err(|e| e.detail);
         let hits = |text: &str| inner(text).map(|f| matches_element(&ctx, emails, &f, &element));
         assert_eq!(hits(r#"type eq "WORK""#), Ok(true));
-        assert_eq!(hits(r#"value eq "a@b.example" and primary eq true"#), Ok(true));
+        assert_eq!(
+            hits(r#"value eq "a@b.example" and primary eq true"#),
+            Ok(true)
+        );
         assert_eq!(hits(r#"type eq "home""#), Ok(false));
         assert_eq!(hits(r#"display pr"#), Ok(false));
         assert_eq!(hits(r#"emails.type eq "work""#), Ok(false));
@@ -821,7 +937,10 @@ mod tests {
     fn resolution_agrees_with_the_registry() {
         let registry = registry();
         for kind in [ResourceKind::User, ResourceKind::Group] {
-            let ctx = EvalContext { registry: &registry, kind };
+            let ctx = EvalContext {
+                registry: &registry,
+                kind,
+            };
             for text in [
                 "userName pr",
                 "NAME.GIVENNAME pr",
@@ -841,7 +960,9 @@ mod tests {
                     panic!("{text:?} is a presence filter");
                 };
                 let ours = resolve(&ctx, &path).map(|r| (r.home, r.dotted()));
-                let theirs = registry.resolve(kind, &path.to_string()).map(|r| (r.home, r.dotted()));
+                let theirs = registry
+                    .resolve(kind, &path.to_string())
+                    .map(|r| (r.home, r.dotted()));
                 assert_eq!(ours, theirs, "{text} for {kind:?}");
             }
         }
@@ -850,7 +971,14 @@ mod tests {
     fn validation(kind: ResourceKind, text: &str) -> Result<(), String> {
         let registry = registry();
         let filter = parse_filter(text).map_err(|e| e.detail)?;
-        validate(&EvalContext { registry: &registry, kind }, &filter).map_err(|error| {
+        validate(
+            &EvalContext {
+                registry: &registry,
+                kind,
+            },
+            &filter,
+        )
+        .map_err(|error| {
             assert_eq!(error.scim_type, Some(crate::ScimType::InvalidFilter));
             error.detail
         })
@@ -869,7 +997,13 @@ mod tests {
         ] {
             assert_eq!(validation(ResourceKind::User, text), Ok(()), "{text}");
         }
-        assert_eq!(validation(ResourceKind::Group, r#"members[value eq "x"] or displayName pr"#), Ok(()));
+        assert_eq!(
+            validation(
+                ResourceKind::Group,
+                r#"members[value eq "x"] or displayName pr"#
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -886,23 +1020,33 @@ mod tests {
             validation(ResourceKind::User, r#"emails[kind eq "work"]"#),
             Err(r#"invalid filter: "kind" is not a sub-attribute of "emails" (known: value, display, type, primary)"#.into())
         );
-        assert!(validation(ResourceKind::User, r#"emails[emails.type eq "work"]"#)
-            .is_err_and(|e| e.contains("name a sub-attribute of \"emails\" alone")));
+        assert!(
+            validation(ResourceKind::User, r#"emails[emails.type eq "work"]"#)
+                .is_err_and(|e| e.contains("name a sub-attribute of \"emails\" alone"))
+        );
     }
 
     #[test]
     fn validation_rejects_value_paths_on_attributes_without_elements() {
-        assert!(validation(ResourceKind::User, "name[givenName pr]")
-            .is_err_and(|e| e.contains("\"name\" is not a multi-valued complex attribute")));
+        assert!(
+            validation(ResourceKind::User, "name[givenName pr]")
+                .is_err_and(|e| e.contains("\"name\" is not a multi-valued complex attribute"))
+        );
         assert!(validation(ResourceKind::User, "userName[value pr]").is_err());
         let tags = "urn:example:params:scim:schemas:extension:custom:1.0:User:tags";
         assert!(validation(ResourceKind::User, &format!("{tags}[value pr]")).is_err());
         let registry = registry();
         let nested = Filter::ValuePath(
             AttrPath::simple("emails"),
-            Box::new(Filter::ValuePath(AttrPath::simple("x"), Box::new(Filter::Present(AttrPath::simple("y"))))),
+            Box::new(Filter::ValuePath(
+                AttrPath::simple("x"),
+                Box::new(Filter::Present(AttrPath::simple("y"))),
+            )),
         );
-        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
+        let ctx = EvalContext {
+            registry: &registry,
+            kind: ResourceKind::User,
+        };
         assert!(validate(&ctx, &nested).is_err_and(|e| e.detail.contains("cannot be nested")));
         assert!(!matches(&ctx, &nested, &user()));
     }
@@ -914,15 +1058,21 @@ mod tests {
             Err(r#"invalid filter: "gt" cannot be used with the boolean attribute "active"; use eq or ne"#.into())
         );
         assert!(validation(ResourceKind::User, r#"emails[primary le "x"]"#).is_err());
-        assert!(validation(ResourceKind::User, r#"name eq "x""#)
-            .is_err_and(|e| e.contains("\"name\" is a complex attribute")));
+        assert!(
+            validation(ResourceKind::User, r#"name eq "x""#)
+                .is_err_and(|e| e.contains("\"name\" is a complex attribute"))
+        );
         assert!(validation(ResourceKind::User, r#"addresses co "x""#).is_err());
         assert_eq!(validation(ResourceKind::User, r#"active eq true"#), Ok(()));
     }
 
     #[test]
     fn complexity_counts_nodes() {
-        let count = |text: &str| parse_filter(text).map(|f| complexity(&f)).map_err(|e| e.detail);
+        let count = |text: &str| {
+            parse_filter(text)
+                .map(|f| complexity(&f))
+                .map_err(|e| e.detail)
+        };
         assert_eq!(count("a pr"), Ok(1));
         assert_eq!(count("a pr and b pr or c pr"), Ok(5));
         assert_eq!(count(r#"not (emails[type eq "work"].value eq "x")"#), Ok(5));
@@ -941,12 +1091,18 @@ mod tests {
             Err(error) => panic!("{}", error.detail),
         };
         let registry = registry();
-        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
+        let ctx = EvalContext {
+            registry: &registry,
+            kind: ResourceKind::User,
+        };
         assert!(matches(&ctx, &chain, &user()));
         assert_eq!(validate(&ctx, &chain), Ok(()));
         assert_eq!(complexity(&chain), 2 * units + 1);
         assert_eq!(chain.to_string(), text);
-        assert_eq!(crate::filter::plan(&ctx, &chain), crate::filter::QueryPlan::Scan);
+        assert_eq!(
+            crate::filter::plan(&ctx, &chain),
+            crate::filter::QueryPlan::Scan
+        );
         let ands = format!("{}userName pr", "title pr and ".repeat(units - units / 10));
         let chain = parse_filter(&ands).map_err(|e| e.detail);
         assert_eq!(chain.map(|f| matches(&ctx, &f, &user())), Ok(false));

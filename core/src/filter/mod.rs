@@ -3,7 +3,7 @@
 //!
 //! - [`ast`]: the syntax tree.
 //! - [`parser`]: text to tree, for filters and PATCH paths.
-//! - [`print`]: tree to canonical text (`Display`), which parses back to the same tree.
+//! - `print`: tree to canonical text (`Display`), which parses back to the same tree.
 //! - [`eval`]: matching resources and elements, schema validation, complexity.
 //! - [`plan`]: index selection for stores.
 

@@ -58,7 +58,10 @@ impl IndexLookup {
     /// Whether the attribute is `caseExact` in the standard schemas: a store writing index entries
     /// must fold stored values with `index_key_for(lookup.case_exact(), value)`.
     pub fn case_exact(&self) -> bool {
-        matches!(self, IndexLookup::Id(_) | IndexLookup::ExternalId(_) | IndexLookup::MemberValue(_))
+        matches!(
+            self,
+            IndexLookup::Id(_) | IndexLookup::ExternalId(_) | IndexLookup::MemberValue(_)
+        )
     }
 }
 
@@ -84,7 +87,12 @@ pub fn plan(ctx: &EvalContext<'_>, filter: &Filter) -> QueryPlan {
     match candidates(ctx, filter) {
         Some(lookups) => {
             let mut seen = HashSet::new();
-            QueryPlan::Lookup(lookups.into_iter().filter(|l| seen.insert(l.clone())).collect())
+            QueryPlan::Lookup(
+                lookups
+                    .into_iter()
+                    .filter(|l| seen.insert(l.clone()))
+                    .collect(),
+            )
         }
         None => QueryPlan::Scan,
     }
@@ -136,7 +144,10 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
             };
             let leaf = match resolved.sub {
                 Some(sub) => sub,
-                None => resolved.attr.sub_attribute("value").unwrap_or(resolved.attr),
+                None => resolved
+                    .attr
+                    .sub_attribute("value")
+                    .unwrap_or(resolved.attr),
             };
             probe(index, leaf.case_exact, value)
         }
@@ -154,9 +165,17 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
             element_candidates(index, case_exact, inner)
         }
         Filter::And(..) => best_conjunct(
-            filter.chain_operands().into_iter().filter_map(|f| candidates(ctx, f)),
+            filter
+                .chain_operands()
+                .into_iter()
+                .filter_map(|f| candidates(ctx, f)),
         ),
-        Filter::Or(..) => union(filter.chain_operands().into_iter().map(|f| candidates(ctx, f))),
+        Filter::Or(..) => union(
+            filter
+                .chain_operands()
+                .into_iter()
+                .map(|f| candidates(ctx, f)),
+        ),
         Filter::Present(_) | Filter::Compare(..) | Filter::Not(_) => None,
     }
 }
@@ -165,15 +184,23 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
 fn element_candidates(index: Index, case_exact: bool, inner: &Filter) -> Option<Vec<IndexLookup>> {
     match inner {
         Filter::Compare(path, CompareOp::Eq, value)
-            if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("value") =>
+            if path.urn.is_none()
+                && path.sub.is_none()
+                && path.name.eq_ignore_ascii_case("value") =>
         {
             probe(index, case_exact, value)
         }
         Filter::And(..) => best_conjunct(
-            inner.chain_operands().into_iter().filter_map(|f| element_candidates(index, case_exact, f)),
+            inner
+                .chain_operands()
+                .into_iter()
+                .filter_map(|f| element_candidates(index, case_exact, f)),
         ),
         Filter::Or(..) => union(
-            inner.chain_operands().into_iter().map(|f| element_candidates(index, case_exact, f)),
+            inner
+                .chain_operands()
+                .into_iter()
+                .map(|f| element_candidates(index, case_exact, f)),
         ),
         _ => None,
     }
@@ -191,9 +218,7 @@ fn probe(index: Index, case_exact: bool, value: &CompValue) -> Option<Vec<IndexL
 
 /// Any conjunct's candidates are complete for the conjunction; take the most selective: an empty
 /// set, else the one whose worst probe ranks best, then the fewest probes.
-fn best_conjunct(
-    options: impl Iterator<Item = Vec<IndexLookup>>,
-) -> Option<Vec<IndexLookup>> {
+fn best_conjunct(options: impl Iterator<Item = Vec<IndexLookup>>) -> Option<Vec<IndexLookup>> {
     options.min_by_key(|lookups| {
         let worst = lookups.iter().map(rank).max();
         (worst, lookups.len())
@@ -230,7 +255,13 @@ mod tests {
     fn plan_for(kind: ResourceKind, text: &str) -> QueryPlan {
         let registry = SchemaRegistry::standard();
         match parse_filter(text) {
-            Ok(filter) => plan(&EvalContext { registry: &registry, kind }, &filter),
+            Ok(filter) => plan(
+                &EvalContext {
+                    registry: &registry,
+                    kind,
+                },
+                &filter,
+            ),
             Err(error) => panic!("{text:?}: {}", error.detail),
         }
     }
@@ -250,10 +281,22 @@ mod tests {
     #[test]
     fn identity_equalities_use_their_index_with_folded_keys() {
         assert_eq!(user(r#"id eq "AbC""#), lookup(&[Id("AbC".into())]));
-        assert_eq!(user(r#"userName eq "BJensen@Example.com""#), lookup(&[UserName("bjensen@example.com".into())]));
-        assert_eq!(user(r#"externalId eq "Ext-1""#), lookup(&[ExternalId("Ext-1".into())]));
-        assert_eq!(group(r#"externalId eq "Ext-1""#), lookup(&[ExternalId("Ext-1".into())]));
-        assert_eq!(group(r#"displayName eq "Tour Guides""#), lookup(&[DisplayName("tour guides".into())]));
+        assert_eq!(
+            user(r#"userName eq "BJensen@Example.com""#),
+            lookup(&[UserName("bjensen@example.com".into())])
+        );
+        assert_eq!(
+            user(r#"externalId eq "Ext-1""#),
+            lookup(&[ExternalId("Ext-1".into())])
+        );
+        assert_eq!(
+            group(r#"externalId eq "Ext-1""#),
+            lookup(&[ExternalId("Ext-1".into())])
+        );
+        assert_eq!(
+            group(r#"displayName eq "Tour Guides""#),
+            lookup(&[DisplayName("tour guides".into())])
+        );
         assert_eq!(group(r#"id eq "g1""#), lookup(&[Id("g1".into())]));
     }
 
@@ -271,8 +314,14 @@ mod tests {
         assert_eq!(user(r#"emails.value eq "A@B.example""#), expected);
         assert_eq!(user(r#"emails eq "A@B.example""#), expected);
         assert_eq!(user(r#"emails[value eq "A@B.example"]"#), expected);
-        assert_eq!(user(r#"emails[type eq "work" and value eq "A@B.example"]"#), expected);
-        assert_eq!(user(r#"emails[type eq "work"].value eq "A@B.example""#), expected);
+        assert_eq!(
+            user(r#"emails[type eq "work" and value eq "A@B.example"]"#),
+            expected
+        );
+        assert_eq!(
+            user(r#"emails[type eq "work"].value eq "A@B.example""#),
+            expected
+        );
         assert_eq!(
             user(r#"urn:ietf:params:scim:schemas:core:2.0:User:emails.value eq "A@B.example""#),
             expected
@@ -306,7 +355,9 @@ mod tests {
             lookup(&[DisplayName("x".into())])
         );
         assert_eq!(
-            user(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1""#),
+            user(
+                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1""#
+            ),
             QueryPlan::Scan
         );
     }
@@ -355,7 +406,10 @@ mod tests {
         // A string attribute never equals a number or boolean: nothing to fetch.
         assert_eq!(user("userName eq 42"), lookup(&[]));
         assert_eq!(user("id eq true"), lookup(&[]));
-        assert_eq!(user(r#"userName eq 42 or id eq "x""#), lookup(&[Id("x".into())]));
+        assert_eq!(
+            user(r#"userName eq 42 or id eq "x""#),
+            lookup(&[Id("x".into())])
+        );
         assert_eq!(user(r#"title pr and userName eq 42"#), lookup(&[]));
         // `eq null` matches resources lacking the attribute, which no index lists.
         assert_eq!(user("externalId eq null"), QueryPlan::Scan);
@@ -363,7 +417,10 @@ mod tests {
 
     #[test]
     fn index_keys_fold_exactly_like_the_evaluator() {
-        assert_eq!(index_key_for(false, "BJensen@Example.COM"), "bjensen@example.com");
+        assert_eq!(
+            index_key_for(false, "BJensen@Example.COM"),
+            "bjensen@example.com"
+        );
         assert_eq!(index_key_for(false, "ÅSA"), "åsa");
         assert_eq!(index_key_for(true, "AbC"), "AbC");
         let registry = SchemaRegistry::standard();
@@ -372,14 +429,139 @@ mod tests {
             (ResourceKind::User, "id", Id(String::new())),
             (ResourceKind::User, "userName", UserName(String::new())),
             (ResourceKind::User, "externalId", ExternalId(String::new())),
-            (ResourceKind::Group, "displayName", DisplayName(String::new())),
-            (ResourceKind::User, "emails.value", EmailValue(String::new())),
-            (ResourceKind::Group, "members.value", MemberValue(String::new())),
+            (
+                ResourceKind::Group,
+                "displayName",
+                DisplayName(String::new()),
+            ),
+            (
+                ResourceKind::User,
+                "emails.value",
+                EmailValue(String::new()),
+            ),
+            (
+                ResourceKind::Group,
+                "members.value",
+                MemberValue(String::new()),
+            ),
         ] {
-            let Some(resolved) = registry.resolve(kind, path) else { panic!("{path} resolves") };
+            let Some(resolved) = registry.resolve(kind, path) else {
+                panic!("{path} resolves")
+            };
             assert_eq!(resolved.leaf().case_exact, lookup.case_exact(), "{path}");
             assert_eq!(resolved.dotted(), lookup.attribute());
         }
         assert_eq!(UserName("k".into()).key(), "k");
+    }
+
+    // ----- soundness property: a lookup never misses a resource the filter matches ----------
+
+    use crate::filter::matches;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// Resources whose indexed values collide under case folding, so a wrong fold shows up.
+    fn pool() -> Vec<Value> {
+        vec![
+            json!({"id": "a", "userName": "A", "externalId": "a", "displayName": "A",
+                   "emails": [{"value": "a", "type": "work"}, {"value": "B", "type": "home"}],
+                   "members": [{"value": "A"}]}),
+            json!({"id": "A", "userName": "b", "externalId": "B", "displayName": "b",
+                   "emails": [{"value": "A", "type": "home"}], "members": [{"value": "a"}, {"value": "b"}]}),
+            json!({"id": "b", "userName": "a", "title": "x"}),
+            json!({"id": "B", "emails": [{"type": "work"}], "members": []}),
+        ]
+    }
+
+    /// Does the simulated index put `resource` under `lookup`? Stored values are folded with the
+    /// lookup's own case rule, as a store would.
+    fn indexed_under(resource: &Value, lookup: &IndexLookup) -> bool {
+        let folded = |value: &Value| {
+            value
+                .as_str()
+                .map(|v| index_key_for(lookup.case_exact(), v))
+        };
+        let key = Some(lookup.key().to_owned());
+        let values = |attr: &str| -> Vec<Option<String>> {
+            resource[attr].as_array().map_or_else(Vec::new, |items| {
+                items.iter().map(|item| folded(&item["value"])).collect()
+            })
+        };
+        match lookup {
+            Id(_) => folded(&resource["id"]) == key,
+            UserName(_) => folded(&resource["userName"]) == key,
+            ExternalId(_) => folded(&resource["externalId"]) == key,
+            DisplayName(_) => folded(&resource["displayName"]) == key,
+            EmailValue(_) => values("emails").contains(&key),
+            MemberValue(_) => values("members").contains(&key),
+        }
+    }
+
+    fn leaf() -> impl Strategy<Value = String> {
+        let attr = prop::sample::select(vec![
+            "id",
+            "userName",
+            "externalId",
+            "displayName",
+            "emails.value",
+            "emails",
+            "emails.type",
+            "title",
+            "members.value",
+            "members",
+            "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+        ]);
+        let op = prop::sample::select(vec!["eq", "eq", "eq", "ne", "co"]);
+        let value = prop::sample::select(vec![
+            "\"a\"", "\"A\"", "\"b\"", "\"B\"", "1", "null", "true",
+        ]);
+        let compare = (attr, op, value).prop_map(|(a, o, v)| format!("{a} {o} {v}"));
+        let value_path = (
+            prop::sample::select(vec!["emails", "members"]),
+            prop::sample::select(vec![
+                "value eq \"a\"",
+                "value eq \"A\"",
+                "type eq \"work\"",
+                "value eq 1",
+            ]),
+            prop::option::of(prop::sample::select(vec!["value eq \"B\"", "value pr"])),
+        )
+            .prop_map(|(attr, inner, trailing)| match trailing {
+                Some(trailing) => format!("{attr}[{inner}].{trailing}"),
+                None => format!("{attr}[{inner}]"),
+            });
+        prop_oneof![3 => compare, 1 => value_path, 1 => Just("title pr".to_owned())]
+    }
+
+    fn filter_text() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(4, 16, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| format!("({l}) and ({r})")),
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| format!("{l} or {r}")),
+                inner.prop_map(|f| format!("not ({f})")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn a_lookup_plan_finds_every_matching_resource(text in filter_text()) {
+            let registry = SchemaRegistry::standard();
+            let filter = parse_filter(&text).map_err(|e| TestCaseError::fail(e.detail))?;
+            for kind in [ResourceKind::User, ResourceKind::Group] {
+                let ctx = EvalContext { registry: &registry, kind };
+                let QueryPlan::Lookup(lookups) = plan(&ctx, &filter) else { continue };
+                for resource in pool() {
+                    if matches(&ctx, &filter, &resource) {
+                        prop_assert!(
+                            lookups.iter().any(|l| indexed_under(&resource, l)),
+                            "{:?}: {} matches {} but {:?} misses it", kind, text, resource, lookups
+                        );
+                    }
+                }
+            }
+        }
     }
 }
