@@ -86,7 +86,10 @@ impl PatchOperation {
     /// Builds and validates an operation: parses `path` (blank means none), requires a `value`
     /// for `add`/`replace` (400 `invalidSyntax`) and a `path` for `remove` (400 `noTarget`).
     pub fn new(op: PatchOpKind, path: Option<&str>, value: Option<Value>) -> ScimResult<Self> {
-        let raw_path = path.map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned);
+        let raw_path = path
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned);
         let path = match &raw_path {
             Some(text) => Some(filter::parse_patch_path(text).map_err(as_invalid_path)?),
             None => None,
@@ -105,7 +108,12 @@ impl PatchOperation {
             }
             _ => {}
         }
-        Ok(PatchOperation { op, path, raw_path, value })
+        Ok(PatchOperation {
+            op,
+            path,
+            raw_path,
+            value,
+        })
     }
 
     /// Rebuilds an operation from its stored parts: `op` text, path text, value as JSON text.
@@ -176,7 +184,10 @@ pub fn parse_patch_request(body: &Value) -> ScimResult<Vec<PatchOperation>> {
         )));
     };
     if let Some(schemas) = get_ci(fields, "schemas") {
-        let is_patch_op = |uri: &Value| uri.as_str().is_some_and(|uri| uri.eq_ignore_ascii_case(PATCH_OP_SCHEMA));
+        let is_patch_op = |uri: &Value| {
+            uri.as_str()
+                .is_some_and(|uri| uri.eq_ignore_ascii_case(PATCH_OP_SCHEMA))
+        };
         let ok = match schemas {
             Value::Array(uris) => uris.iter().any(is_patch_op),
             single => is_patch_op(single),
@@ -209,7 +220,9 @@ pub fn parse_patch_request(body: &Value) -> ScimResult<Vec<PatchOperation>> {
     operations
         .iter()
         .enumerate()
-        .map(|(index, operation)| parse_operation(operation).map_err(|err| in_operation(err, index)))
+        .map(|(index, operation)| {
+            parse_operation(operation).map_err(|err| in_operation(err, index))
+        })
         .collect()
 }
 
@@ -244,11 +257,18 @@ fn parse_operation(operation: &Value) -> ScimResult<PatchOperation> {
 }
 
 fn as_invalid_path(err: ScimError) -> ScimError {
-    ScimError { scim_type: Some(ScimType::InvalidPath), status: 400, ..err }
+    ScimError {
+        scim_type: Some(ScimType::InvalidPath),
+        status: 400,
+        ..err
+    }
 }
 
 fn in_operation(err: ScimError, index: usize) -> ScimError {
-    ScimError { detail: format!("Operations[{index}]: {}", err.detail), ..err }
+    ScimError {
+        detail: format!("Operations[{index}]: {}", err.detail),
+        ..err
+    }
 }
 
 /// Applies `operations` in order to a canonical `resource` (RFC 7644 §3.5.2). All-or-nothing: on
@@ -261,24 +281,33 @@ pub fn apply_patch(
     operations: &[PatchOperation],
 ) -> ScimResult<PatchResult> {
     let Some(original) = resource.as_object() else {
-        return Err(ScimError::with_status(500, "the stored resource is not a JSON object"));
+        return Err(ScimError::with_status(
+            500,
+            "the stored resource is not a JSON object",
+        ));
     };
     let mut patcher = Patcher {
         registry,
         kind,
-        resource_id: get_ci(original, "id").and_then(Value::as_str).map(str::to_owned),
+        resource_id: get_ci(original, "id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         membership: Vec::new(),
     };
     let mut doc = original.clone();
     for (index, operation) in operations.iter().enumerate() {
-        patcher.apply(&mut doc, operation).map_err(|err| in_operation(err, index))?;
+        patcher
+            .apply(&mut doc, operation)
+            .map_err(|err| in_operation(err, index))?;
     }
     let patched = canonicalize(registry, kind, &Value::Object(doc));
     check_immutable(registry, kind, original, &patched)?;
-    check_required(registry, kind, &patched).map_err(|err| {
-        ScimError::invalid_value(format!("{}; it cannot be removed", err.detail))
-    })?;
-    Ok(PatchResult { resource: patched, membership: patcher.membership })
+    check_required(registry, kind, &patched)
+        .map_err(|err| ScimError::invalid_value(format!("{}; it cannot be removed", err.detail)))?;
+    Ok(PatchResult {
+        resource: patched,
+        membership: patcher.membership,
+    })
 }
 
 struct Patcher<'r> {
@@ -295,7 +324,10 @@ enum Target<'r, 'p> {
     /// A whole extension object (`path: "urn:...:enterprise:2.0:User"`).
     Extension(&'r str),
     /// Group `members`, turned into membership changes.
-    Members { filter: Option<&'p Filter>, sub: Option<&'r AttributeDef> },
+    Members {
+        filter: Option<&'p Filter>,
+        sub: Option<&'r AttributeDef>,
+    },
     Attr(AttrTarget<'r, 'p>),
 }
 
@@ -309,16 +341,20 @@ struct AttrTarget<'r, 'p> {
 }
 
 impl<'r> Patcher<'r> {
-    fn apply(&mut self, doc: &mut Map<String, Value>, operation: &PatchOperation) -> ScimResult<()> {
+    fn apply(
+        &mut self,
+        doc: &mut Map<String, Value>,
+        operation: &PatchOperation,
+    ) -> ScimResult<()> {
         let value = operation.value.as_ref();
         match &operation.path {
             Some(path) => {
                 let target = self.resolve_path(path)?;
                 self.apply_target(doc, operation.op, target, value, true)
             }
-            None if operation.op == PatchOpKind::Remove => {
-                Err(ScimError::no_target("\"remove\" needs a \"path\" naming what to remove"))
-            }
+            None if operation.op == PatchOpKind::Remove => Err(ScimError::no_target(
+                "\"remove\" needs a \"path\" naming what to remove",
+            )),
             None => {
                 let Some(value) = value else {
                     return Err(ScimError::invalid_syntax(format!(
@@ -351,10 +387,8 @@ impl<'r> Patcher<'r> {
                  in emails[type eq \"work\"].value"
             )));
         }
-        if path.filter.is_none() {
-            if let Some(id) = self.registry.extension_id(self.kind, &text) {
-                return Ok(Target::Extension(id));
-            }
+        if let (None, Some(id)) = (&path.filter, self.registry.extension_id(self.kind, &text)) {
+            return Ok(Target::Extension(id));
         }
         let Some(resolved) = self.registry.resolve(self.kind, &text) else {
             return Ok(Target::Ignore);
@@ -368,7 +402,10 @@ impl<'r> Patcher<'r> {
         };
         let resolved = ResolvedAttr { sub, ..resolved };
         if is_group_members(self.kind, &resolved) {
-            return Ok(Target::Members { filter: path.filter.as_ref(), sub });
+            return Ok(Target::Members {
+                filter: path.filter.as_ref(),
+                sub,
+            });
         }
         if path.filter.is_some()
             && !(resolved.attr.multi_valued && resolved.attr.attr_type == AttrType::Complex)
@@ -431,12 +468,17 @@ impl<'r> Patcher<'r> {
             return Ok(());
         };
         let read_only = resolved.attr.mutability == Mutability::ReadOnly
-            || resolved.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+            || resolved
+                .sub
+                .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
         if read_only {
             return Ok(());
         }
         let target = if is_group_members(self.kind, &resolved) {
-            Target::Members { filter: None, sub: resolved.sub }
+            Target::Members {
+                filter: None,
+                sub: resolved.sub,
+            }
         } else {
             Target::Attr(AttrTarget {
                 home: resolved.home,
@@ -546,8 +588,10 @@ impl<'r> Patcher<'r> {
                 (None, None | Some(Value::Null)) => self.membership.push(MembershipChange::Clear),
                 // E3: only the listed members go, never the whole group (not even for `[]`).
                 (None, Some(listed)) => {
-                    let ids: Vec<String> =
-                        coerce_members(listed)?.into_iter().map(|member| member.value).collect();
+                    let ids: Vec<String> = coerce_members(listed)?
+                        .into_iter()
+                        .map(|member| member.value)
+                        .collect();
                     if !ids.is_empty() {
                         self.membership.push(MembershipChange::Remove(ids));
                     }
@@ -567,7 +611,9 @@ impl<'r> Patcher<'r> {
     ) -> ScimResult<()> {
         let name = target.name.as_str();
         let read_only = target.attr.mutability == Mutability::ReadOnly
-            || target.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+            || target
+                .sub
+                .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
         if read_only {
             if explicit {
                 return Err(ScimError::mutability(format!(
@@ -580,7 +626,10 @@ impl<'r> Patcher<'r> {
             (PatchOpKind::Remove, value) => value,
             (_, Some(value)) => Some(value),
             (_, None) => {
-                return Err(ScimError::invalid_syntax(format!("\"{}\" needs a \"value\"", op.as_str())));
+                return Err(ScimError::invalid_syntax(format!(
+                    "\"{}\" needs a \"value\"",
+                    op.as_str()
+                )));
             }
         };
         if target.attr.mutability == Mutability::WriteOnly {
@@ -600,18 +649,15 @@ impl<'r> Patcher<'r> {
             return Ok(());
         }
         let container = resource::container_mut(doc, target.home);
-        if let Some(existing) = find_key(container, &target.attr.name) {
-            if existing != target.attr.name {
-                if let Some(moved) = container.shift_remove(&existing) {
-                    container.insert(target.attr.name.clone(), moved);
-                }
-            }
-        }
+        resource::canonical_key(container, &target.attr.name);
         match (target.filter, target.sub) {
             (None, None) => set_whole(container, op, target.attr, value, name),
             (None, Some(sub)) => set_sub_everywhere(container, op, target.attr, sub, value, name),
             (Some(filter), sub) => {
-                let ctx = EvalContext { registry: self.registry, kind: self.kind };
+                let ctx = EvalContext {
+                    registry: self.registry,
+                    kind: self.kind,
+                };
                 set_filtered(&ctx, container, op, target.attr, filter, sub, value, name)
             }
         }
@@ -622,7 +668,9 @@ impl<'r> Patcher<'r> {
 fn member_ids(filter: &Filter, ids: &mut Vec<String>) -> ScimResult<()> {
     match filter {
         Filter::Compare(path, CompareOp::Eq, CompValue::String(id))
-            if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("value") =>
+            if path.urn.is_none()
+                && path.sub.is_none()
+                && path.name.eq_ignore_ascii_case("value") =>
         {
             ids.push(id.clone());
             Ok(())
@@ -656,7 +704,8 @@ fn set_whole(
                         return Ok(());
                     };
                     if let Some(Value::Array(items)) = container.get_mut(&key) {
-                        items.retain(|item| !listed.iter().any(|gone| same_value(attr, gone, item)));
+                        items
+                            .retain(|item| !listed.iter().any(|gone| same_value(attr, gone, item)));
                     }
                 }
                 // §3.5.2.2: a single-valued attribute, or a multi-valued one without filter:
@@ -675,7 +724,9 @@ fn set_whole(
                     // §3.5.2.1: "a new value is added to the attribute" (exact duplicates are
                     // skipped so an `add` can be retried).
                     (PatchOpKind::Add, Some(Value::Array(new))) => {
-                        let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+                        let entry = container
+                            .entry(key)
+                            .or_insert_with(|| Value::Array(Vec::new()));
                         if !entry.is_array() {
                             *entry = Value::Array(Vec::new());
                         }
@@ -764,7 +815,9 @@ fn merge_complex(
         let coerced = coerce_single(sub, sub_value, &format!("{name}.{}", sub.name))?;
         updates.push((sub.name.clone(), coerced));
     }
-    let entry = container.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
+    let entry = container
+        .entry(attr.name.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -800,7 +853,9 @@ fn set_sub_everywhere(
     if attr.multi_valued {
         // No filter on a multi-valued attribute: the sub-attribute of every value. With no
         // values yet, `add`/`replace` create one.
-        let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+        let entry = container
+            .entry(key)
+            .or_insert_with(|| Value::Array(Vec::new()));
         if !entry.is_array() {
             *entry = Value::Array(Vec::new());
         }
@@ -824,13 +879,14 @@ fn set_sub_everywhere(
     if new.is_none() && !container.contains_key(&key) {
         return Ok(());
     }
-    let entry = container.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    let entry = container
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
-    let reference_changes = is_reference_like(attr)
-        && sub.name == "value"
-        && entry.get("value") != new.as_ref();
+    let reference_changes =
+        is_reference_like(attr) && sub.name == "value" && entry.get("value") != new.as_ref();
     if reference_changes {
         // A new id: the old `$ref`/`displayName` describe the previous reference.
         *entry = Value::Object(Map::new());
@@ -855,7 +911,9 @@ fn set_filtered(
     if op == PatchOpKind::Remove && !container.contains_key(&key) {
         return Ok(());
     }
-    let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+    let entry = container
+        .entry(key)
+        .or_insert_with(|| Value::Array(Vec::new()));
     if !entry.is_array() {
         *entry = Value::Array(vec![entry.take()]);
     }
@@ -986,7 +1044,11 @@ fn element_from_filter(attr: &AttributeDef, filter: &Filter) -> Option<Map<Strin
     Some(element)
 }
 
-fn collect_eq(attr: &AttributeDef, filter: &Filter, element: &mut Map<String, Value>) -> Option<()> {
+fn collect_eq(
+    attr: &AttributeDef,
+    filter: &Filter,
+    element: &mut Map<String, Value>,
+) -> Option<()> {
     match filter {
         Filter::And(left, right) => {
             collect_eq(attr, left, element)?;
@@ -1044,7 +1106,11 @@ fn set_field(target: &mut Value, key: &str, value: Option<Value>) {
 /// RFC 7643 §2.4: at most one value is primary. When this operation made one of `touched`
 /// primary, the others lose the flag (set to `false`); two touched primaries are a 400.
 fn settle_primary(items: &mut [Value], touched: &[usize], name: &str) -> ScimResult<()> {
-    let mut primaries: Vec<usize> = touched.iter().copied().filter(|&index| is_primary(&items[index])).collect();
+    let mut primaries: Vec<usize> = touched
+        .iter()
+        .copied()
+        .filter(|&index| is_primary(&items[index]))
+        .collect();
     primaries.sort_unstable();
     primaries.dedup();
     match primaries.as_slice() {
@@ -1068,10 +1134,12 @@ fn settle_primary(items: &mut [Value], touched: &[usize], name: &str) -> ScimRes
 /// sub-attribute given must match (strings case-insensitively unless `caseExact`).
 fn same_value(attr: &AttributeDef, gone: &Value, item: &Value) -> bool {
     match (gone, item) {
-        (Value::Object(gone), Value::Object(item)) if !gone.is_empty() => gone.iter().all(|(key, value)| {
-            let case_exact = attr.sub_attribute(key).is_some_and(|sub| sub.case_exact);
-            get_ci(item, key).is_some_and(|have| equal_values(case_exact, value, have))
-        }),
+        (Value::Object(gone), Value::Object(item)) if !gone.is_empty() => {
+            gone.iter().all(|(key, value)| {
+                let case_exact = attr.sub_attribute(key).is_some_and(|sub| sub.case_exact);
+                get_ci(item, key).is_some_and(|have| equal_values(case_exact, value, have))
+            })
+        }
         (gone, item) => equal_values(attr.case_exact, gone, item),
     }
 }
@@ -1103,8 +1171,13 @@ fn check_immutable(
 ) -> ScimResult<()> {
     let empty = Map::new();
     let after = after.as_object().unwrap_or(&empty);
-    let check = |attributes: &[AttributeDef], before: &Map<String, Value>, after: &Map<String, Value>| {
-        for attr in attributes.iter().filter(|attr| attr.mutability == Mutability::Immutable) {
+    let check = |attributes: &[AttributeDef],
+                 before: &Map<String, Value>,
+                 after: &Map<String, Value>| {
+        for attr in attributes
+            .iter()
+            .filter(|attr| attr.mutability == Mutability::Immutable)
+        {
             let Some(old) = get_ci(before, &attr.name).filter(|old| !old.is_null()) else {
                 continue;
             };
@@ -1164,20 +1237,33 @@ mod tests {
 
     #[test]
     fn request_shape_errors() {
-        let err = parse_patch_request(&json!({"schemas": ["urn:x"], "Operations": []})).unwrap_err();
+        let err =
+            parse_patch_request(&json!({"schemas": ["urn:x"], "Operations": []})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidSyntax));
         let err = parse_patch_request(&json!({"Operations": []})).unwrap_err();
-        assert_eq!(err.detail, "\"Operations\" is empty; send at least one operation");
+        assert_eq!(
+            err.detail,
+            "\"Operations\" is empty; send at least one operation"
+        );
         let err = parse_patch_request(&json!({"operations": [{"op": "remove"}]})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
         assert!(err.detail.starts_with("Operations[0]: "));
-        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "path": "title"}]})).unwrap_err();
+        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "path": "title"}]}))
+            .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidSyntax));
-        let err = parse_patch_request(&json!({"Operations": [{"op": "merge", "value": {}}]})).unwrap_err();
-        assert_eq!(err.detail, "Operations[0]: \"op\" must be \"add\", \"replace\" or \"remove\", got \"merge\"");
-        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "value": {}}, 7]})).unwrap_err();
+        let err = parse_patch_request(&json!({"Operations": [{"op": "merge", "value": {}}]}))
+            .unwrap_err();
+        assert_eq!(
+            err.detail,
+            "Operations[0]: \"op\" must be \"add\", \"replace\" or \"remove\", got \"merge\""
+        );
+        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "value": {}}, 7]}))
+            .unwrap_err();
         assert!(err.detail.starts_with("Operations[1]: "));
-        assert_eq!(parse_patch_request(&json!("x")).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
+        assert_eq!(
+            parse_patch_request(&json!("x")).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
     }
 
     #[test]
@@ -1196,17 +1282,27 @@ mod tests {
             .unwrap();
             assert_eq!(&rebuilt, op);
         }
-        assert_eq!(ops[0].to_json(), json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "a@b"}));
+        assert_eq!(
+            ops[0].to_json(),
+            json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "a@b"})
+        );
     }
 
     #[test]
     fn complex_replace_merges_sub_attributes() {
         let out = patch_user(json!([{"op": "replace", "path": "name", "value": {"givenName": "Babs", "middleName": null}}])).unwrap();
-        assert_eq!(out["name"], json!({"familyName": "Jensen", "givenName": "Babs"}));
-        let out = patch_user(json!([{"op": "add", "path": "NAME.middleName", "value": "J"}])).unwrap();
+        assert_eq!(
+            out["name"],
+            json!({"familyName": "Jensen", "givenName": "Babs"})
+        );
+        let out =
+            patch_user(json!([{"op": "add", "path": "NAME.middleName", "value": "J"}])).unwrap();
         assert_eq!(out["name"]["middleName"], "J");
         let out = patch_user(json!([{"op": "remove", "path": "name.givenName"}, {"op": "remove", "path": "name.familyName"}])).unwrap();
-        assert!(out.get("name").is_none(), "an emptied complex attribute disappears");
+        assert!(
+            out.get("name").is_none(),
+            "an emptied complex attribute disappears"
+        );
     }
 
     #[test]
@@ -1223,15 +1319,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
         let out = patch_user(json!([{"op": "add", "path": "emails", "value": [{"value": "b@x.org", "type": "work", "primary": true}]}])).unwrap();
-        assert_eq!(out["emails"], user()["emails"], "exact duplicates are skipped");
+        assert_eq!(
+            out["emails"],
+            user()["emails"],
+            "exact duplicates are skipped"
+        );
         let out = patch_user(json!([{"op": "replace", "path": "emails", "value": []}])).unwrap();
         assert!(out.get("emails").is_none());
     }
 
     #[test]
     fn remove_with_value_removes_only_listed_values() {
-        let resource = json!({"id": "u1", "userName": "a", "roles": [{"value": "admin"}, {"value": "dev"}]});
-        let out = patch(&resource, ResourceKind::User, json!([{"op": "remove", "path": "roles", "value": [{"value": "ADMIN"}]}])).unwrap();
+        let resource =
+            json!({"id": "u1", "userName": "a", "roles": [{"value": "admin"}, {"value": "dev"}]});
+        let out = patch(
+            &resource,
+            ResourceKind::User,
+            json!([{"op": "remove", "path": "roles", "value": [{"value": "ADMIN"}]}]),
+        )
+        .unwrap();
         assert_eq!(out.resource["roles"], json!([{"value": "dev"}]));
     }
 
@@ -1239,11 +1345,18 @@ mod tests {
     fn required_and_read_only_attributes_are_protected() {
         let err = patch_user(json!([{"op": "remove", "path": "userName"}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert_eq!(err.detail, "attribute \"userName\" is required for a User and must not be empty; it cannot be removed");
+        assert_eq!(
+            err.detail,
+            "attribute \"userName\" is required for a User and must not be empty; it cannot be removed"
+        );
         let err = patch_user(json!([{"op": "replace", "path": "id", "value": "u2"}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
-        assert_eq!(err.detail, "Operations[0]: attribute \"id\" is readOnly and cannot be modified");
-        let err = patch_user(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])).unwrap_err();
+        assert_eq!(
+            err.detail,
+            "Operations[0]: attribute \"id\" is readOnly and cannot be modified"
+        );
+        let err = patch_user(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]))
+            .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
         let err = patch_user(json!([{"op": "replace", "value": {"id": "other"}}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
@@ -1257,7 +1370,10 @@ mod tests {
             {"op": "replace", "path": "title", "value": "Boss"},
             {"op": "replace", "path": "active", "value": "perhaps"}]))
         .unwrap_err();
-        assert_eq!(err.detail, "Operations[1]: attribute \"active\" must be a boolean (true or false), got \"perhaps\"");
+        assert_eq!(
+            err.detail,
+            "Operations[1]: attribute \"active\" must be a boolean (true or false), got \"perhaps\""
+        );
         let out = patch_user(json!([
             {"op": "replace", "path": "urn:example:custom:1.0:User:costCode", "value": "1"},
             {"op": "replace", "value": {"favouriteColour": "blue"}},
@@ -1270,15 +1386,25 @@ mod tests {
     fn filtered_replace_without_match_is_no_target_unless_creatable() {
         let err = patch_user(json!([{"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
-        let err = patch_user(json!([{"op": "replace", "path": "emails[value co \"zzz\"].type", "value": "home"}])).unwrap_err();
+        let err = patch_user(
+            json!([{"op": "replace", "path": "emails[value co \"zzz\"].type", "value": "home"}]),
+        )
+        .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
-        let out = patch_user(json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}])).unwrap();
+        let out = patch_user(
+            json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}]),
+        )
+        .unwrap();
         assert_eq!(out["emails"][1], json!({"value": "h@x", "type": "home"}));
-        let out = patch_user(json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
+        let out =
+            patch_user(json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
         assert_eq!(out, user(), "remove matching nothing is not an error");
-        let err = patch_user(json!([{"op": "replace", "path": "name[givenName eq \"x\"]", "value": {}}])).unwrap_err();
+        let err =
+            patch_user(json!([{"op": "replace", "path": "name[givenName eq \"x\"]", "value": {}}]))
+                .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidPath));
-        let err = patch_user(json!([{"op": "replace", "path": "emails[type eq", "value": {}}])).unwrap_err();
+        let err = patch_user(json!([{"op": "replace", "path": "emails[type eq", "value": {}}]))
+            .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidPath));
     }
 
@@ -1286,29 +1412,64 @@ mod tests {
     fn manager_value_change_drops_the_old_reference_details() {
         let resource = json!({"id": "u1", "userName": "a", ENTERPRISE_USER_SCHEMA: {"manager": {"value": "m1", "$ref": "../Users/m1", "displayName": "Old"}}});
         let out = patch(&resource, ResourceKind::User, json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m2"}])).unwrap();
-        assert_eq!(out.resource[ENTERPRISE_USER_SCHEMA], json!({"manager": {"value": "m2"}}));
+        assert_eq!(
+            out.resource[ENTERPRISE_USER_SCHEMA],
+            json!({"manager": {"value": "m2"}})
+        );
         let out = patch(&resource, ResourceKind::User, json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": {"value": "m1", "$ref": "x"}}])).unwrap();
-        assert_eq!(out.resource[ENTERPRISE_USER_SCHEMA], json!({"manager": {"value": "m1", "$ref": "x", "displayName": "Old"}}));
+        assert_eq!(
+            out.resource[ENTERPRISE_USER_SCHEMA],
+            json!({"manager": {"value": "m1", "$ref": "x", "displayName": "Old"}})
+        );
     }
 
     #[test]
     fn member_filters_other_than_value_are_rejected() {
         let group = json!({"id": "g1", "displayName": "G"});
-        let err = patch(&group, ResourceKind::Group, json!([{"op": "remove", "path": "members[display eq \"x\"]"}])).unwrap_err();
+        let err = patch(
+            &group,
+            ResourceKind::Group,
+            json!([{"op": "remove", "path": "members[display eq \"x\"]"}]),
+        )
+        .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidFilter));
         assert!(err.detail.contains("members are selected by value only"));
-        let err = patch(&group, ResourceKind::Group, json!([{"op": "replace", "path": "members[value eq \"a\"].display", "value": "x"}])).unwrap_err();
+        let err = patch(
+            &group,
+            ResourceKind::Group,
+            json!([{"op": "replace", "path": "members[value eq \"a\"].display", "value": "x"}]),
+        )
+        .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
-        let err = patch(&group, ResourceKind::Group, json!([{"op": "add", "path": "members", "value": [{"display": "x"}]}])).unwrap_err();
+        let err = patch(
+            &group,
+            ResourceKind::Group,
+            json!([{"op": "add", "path": "members", "value": [{"display": "x"}]}]),
+        )
+        .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
     }
 
     #[test]
     fn whole_extension_paths() {
         let out = patch_user(json!([{"op": "add", "path": ENTERPRISE_USER_SCHEMA, "value": {"department": "R&D", "Manager": "m1"}}])).unwrap();
-        assert_eq!(out[ENTERPRISE_USER_SCHEMA], json!({"department": "R&D", "manager": {"value": "m1"}}));
-        assert_eq!(out["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER_SCHEMA]));
-        let result = patch(&out, ResourceKind::User, json!([{"op": "remove", "path": ENTERPRISE_USER_SCHEMA}])).unwrap();
+        assert_eq!(
+            out[ENTERPRISE_USER_SCHEMA],
+            json!({"department": "R&D", "manager": {"value": "m1"}})
+        );
+        assert_eq!(
+            out["schemas"],
+            json!([
+                "urn:ietf:params:scim:schemas:core:2.0:User",
+                ENTERPRISE_USER_SCHEMA
+            ])
+        );
+        let result = patch(
+            &out,
+            ResourceKind::User,
+            json!([{"op": "remove", "path": ENTERPRISE_USER_SCHEMA}]),
+        )
+        .unwrap();
         assert_eq!(result.resource, user());
     }
 }
@@ -1367,7 +1528,8 @@ mod properties {
     }
 
     fn stored(body: &Value) -> Value {
-        let mut user = normalize_resource(&SchemaRegistry::standard(), ResourceKind::User, body).unwrap();
+        let mut user =
+            normalize_resource(&SchemaRegistry::standard(), ResourceKind::User, body).unwrap();
         user["id"] = json!("u1");
         user["meta"] = json!({"resourceType": "User", "version": "W/\"1\""});
         user
@@ -1449,7 +1611,8 @@ mod properties {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             prop_oneof![
                 Just("add".to_owned()),
                 Just("Remove".to_owned()),

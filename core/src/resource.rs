@@ -49,7 +49,11 @@ pub struct MemberRef {
 
 impl MemberRef {
     pub fn new(value: impl Into<String>) -> Self {
-        MemberRef { value: value.into(), display: None, member_type: None }
+        MemberRef {
+            value: value.into(),
+            display: None,
+            member_type: None,
+        }
     }
 
     /// The canonical JSON of one `members` element: `{"value", "display"?, "type"?}`.
@@ -278,7 +282,9 @@ fn put_resolved(
 ) -> ScimResult<()> {
     let attr = resolved.attr;
     let read_only = attr.mutability == Mutability::ReadOnly
-        || resolved.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+        || resolved
+            .sub
+            .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
     if read_only {
         return Ok(());
     }
@@ -299,7 +305,9 @@ fn put_resolved(
         }
         let members = coerce_members(value)?;
         if !members.is_empty() {
-            let list = slot.entry(MEMBERS.to_owned()).or_insert_with(|| Value::Array(Vec::new()));
+            let list = slot
+                .entry(MEMBERS.to_owned())
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(list) = list {
                 list.extend(members.iter().map(MemberRef::to_json));
             }
@@ -332,7 +340,9 @@ fn put_resolved(
             let Some(coerced) = coerce_single(sub, value, &name)? else {
                 return Ok(());
             };
-            let entry = slot.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = slot
+                .entry(attr.name.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -352,12 +362,10 @@ pub(crate) fn container_mut<'a>(
     match home {
         AttrHome::Core => doc,
         AttrHome::Extension(id) => {
-            if let Some(existing) = find_key(doc, id).filter(|existing| existing != id) {
-                if let Some(value) = doc.shift_remove(&existing) {
-                    doc.insert(id.to_owned(), value);
-                }
-            }
-            let entry = doc.entry(id.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            canonical_key(doc, id);
+            let entry = doc
+                .entry(id.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -491,7 +499,11 @@ fn coerce_complex(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<
             fields
         }
         other => {
-            let subs: Vec<&str> = attr.sub_attributes.iter().map(|s| s.name.as_str()).collect();
+            let subs: Vec<&str> = attr
+                .sub_attributes
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
             return Err(ScimError::invalid_value(format!(
                 "attribute \"{name}\" must be an object with sub-attributes {}, got {}",
                 subs.join(", "),
@@ -532,7 +544,9 @@ fn coerce_complex(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<
 }
 
 fn has_reference_value(fields: &Map<String, Value>) -> bool {
-    get_ci(fields, "value").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
+    get_ci(fields, "value")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty())
 }
 
 /// Group `members`: an array (or a single element) of `{"value": id, "display"?, "type"?,
@@ -585,9 +599,7 @@ pub(crate) fn coerce_members(value: &Value) -> ScimResult<Vec<MemberRef>> {
         let member_type = match get_ci(&fields, "type") {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) if text.eq_ignore_ascii_case("User") => Some("User".into()),
-            Some(Value::String(text)) if text.eq_ignore_ascii_case("Group") => {
-                Some("Group".into())
-            }
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("Group") => Some("Group".into()),
             Some(other) => {
                 return Err(ScimError::invalid_value(format!(
                     "members[{index}].type must be \"User\" or \"Group\", got {}",
@@ -595,16 +607,31 @@ pub(crate) fn coerce_members(value: &Value) -> ScimResult<Vec<MemberRef>> {
                 )));
             }
         };
-        members.push(MemberRef { value, display, member_type });
+        members.push(MemberRef {
+            value,
+            display,
+            member_type,
+        });
     }
     Ok(members)
 }
 
 fn member_from_canonical(element: &Value) -> Option<MemberRef> {
     let fields = element.as_object()?;
-    let value = get_ci(fields, "value")?.as_str().filter(|id| !id.is_empty())?.to_owned();
-    let text = |key: &str| get_ci(fields, key).and_then(Value::as_str).map(str::to_owned);
-    Some(MemberRef { value, display: text("display"), member_type: text("type") })
+    let value = get_ci(fields, "value")?
+        .as_str()
+        .filter(|id| !id.is_empty())?
+        .to_owned();
+    let text = |key: &str| {
+        get_ci(fields, key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Some(MemberRef {
+        value,
+        display: text("display"),
+        member_type: text("type"),
+    })
 }
 
 /// Rebuilds `doc` in canonical form: `schemas` from the extensions present, then `id`,
@@ -621,7 +648,11 @@ pub(crate) fn canonicalize(registry: &SchemaRegistry, kind: ResourceKind, doc: &
     let common = registry.common_attributes();
     let core = registry.core_schema(kind);
     let mut known: Vec<&str> = vec!["schemas"];
-    for attr in common.iter().filter(|attr| attr.name != "meta").chain(&core.attributes) {
+    for attr in common
+        .iter()
+        .filter(|attr| attr.name != "meta")
+        .chain(&core.attributes)
+    {
         known.push(&attr.name);
         if let Some(value) = get_ci(fields, &attr.name).and_then(|value| tidy_value(attr, value)) {
             out.insert(attr.name.clone(), value);
@@ -661,7 +692,10 @@ fn tidy_value(attr: &AttributeDef, value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Array(items) if attr.multi_valued => {
-            let items: Vec<Value> = items.iter().filter_map(|item| tidy_single(attr, item)).collect();
+            let items: Vec<Value> = items
+                .iter()
+                .filter_map(|item| tidy_single(attr, item))
+                .collect();
             (!items.is_empty()).then_some(Value::Array(items))
         }
         Value::Array(items) if items.is_empty() => None,
@@ -741,8 +775,21 @@ pub(crate) fn is_primary(element: &Value) -> bool {
 /// Looks `key` up exactly, then case-insensitively (RFC 7643 §2.1: names are case-insensitive).
 pub(crate) fn get_ci<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     fields.get(key).or_else(|| {
-        fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| value)
+        fields
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value)
     })
+}
+
+/// Renames a key spelled differently (case-insensitively equal) to its canonical `name`.
+pub(crate) fn canonical_key(fields: &mut Map<String, Value>, name: &str) {
+    let Some(existing) = find_key(fields, name).filter(|existing| existing != name) else {
+        return;
+    };
+    if let Some(value) = fields.shift_remove(&existing) {
+        fields.insert(name.to_owned(), value);
+    }
 }
 
 /// The actual spelling of `key` in `fields`, matched case-insensitively.
@@ -750,7 +797,10 @@ pub(crate) fn find_key(fields: &Map<String, Value>, key: &str) -> Option<String>
     if fields.contains_key(key) {
         return Some(key.to_owned());
     }
-    fields.keys().find(|name| name.eq_ignore_ascii_case(key)).cloned()
+    fields
+        .keys()
+        .find(|name| name.eq_ignore_ascii_case(key))
+        .cloned()
 }
 
 /// A short rendering of a client value for error messages: the JSON text of scalars (truncated),
@@ -774,14 +824,23 @@ pub(crate) fn describe(value: &Value) -> String {
 /// RFC 4648 §4 base64 (standard alphabet, padding optional); line breaks are tolerated because
 /// certificates are often sent PEM-wrapped.
 fn is_base64(text: &str) -> bool {
-    let body: Vec<u8> = text.bytes().filter(|byte| !matches!(byte, b'\r' | b'\n')).collect();
+    let body: Vec<u8> = text
+        .bytes()
+        .filter(|byte| !matches!(byte, b'\r' | b'\n'))
+        .collect();
     let padding = body.iter().rev().take_while(|&&byte| byte == b'=').count();
     if padding > 2 {
         return false;
     }
     let data = &body[..body.len() - padding];
-    let alphabet_ok = data.iter().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'));
-    let length_ok = if padding > 0 { body.len() % 4 == 0 } else { data.len() % 4 != 1 };
+    let alphabet_ok = data
+        .iter()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'));
+    let length_ok = if padding > 0 {
+        body.len().is_multiple_of(4)
+    } else {
+        data.len() % 4 != 1
+    };
     alphabet_ok && length_ok
 }
 
@@ -822,13 +881,24 @@ mod tests {
     fn type_errors_name_the_attribute_and_the_value() {
         let err = user(json!({"userName": "a", "active": "yes"})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert_eq!(err.detail, "attribute \"active\" must be a boolean (true or false), got \"yes\"");
+        assert_eq!(
+            err.detail,
+            "attribute \"active\" must be a boolean (true or false), got \"yes\""
+        );
         let err = user(json!({"userName": 5})).unwrap_err();
         assert_eq!(err.detail, "attribute \"userName\" must be a string, got 5");
         let err = user(json!({"userName": "a", "name": "Barbara"})).unwrap_err();
-        assert!(err.detail.starts_with("attribute \"name\" must be an object"), "{}", err.detail);
+        assert!(
+            err.detail
+                .starts_with("attribute \"name\" must be an object"),
+            "{}",
+            err.detail
+        );
         let err = user(json!({"userName": "a", "emails": [{"value": 1}]})).unwrap_err();
-        assert_eq!(err.detail, "attribute \"emails.value\" must be a string, got 1");
+        assert_eq!(
+            err.detail,
+            "attribute \"emails.value\" must be a string, got 1"
+        );
     }
 
     #[test]
@@ -852,16 +922,25 @@ mod tests {
             {"value": "a@x", "primary": true}, {"value": "b@x", "primary": "true"}]}))
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert!(err.detail.contains("more than one value with \"primary\": true"));
+        assert!(
+            err.detail
+                .contains("more than one value with \"primary\": true")
+        );
     }
 
     #[test]
     fn required_attributes_must_be_present_and_not_blank() {
         let err = user(json!({"name": {"givenName": "x"}})).unwrap_err();
-        assert_eq!(err.detail, "attribute \"userName\" is required for a User and must not be empty");
+        assert_eq!(
+            err.detail,
+            "attribute \"userName\" is required for a User and must not be empty"
+        );
         assert!(user(json!({"userName": "  "})).is_err());
         let err = group(json!({"members": []})).unwrap_err();
-        assert_eq!(err.detail, "attribute \"displayName\" is required for a Group and must not be empty");
+        assert_eq!(
+            err.detail,
+            "attribute \"displayName\" is required for a Group and must not be empty"
+        );
     }
 
     #[test]
@@ -890,7 +969,10 @@ mod tests {
                 .map(|u| u.get(ENTERPRISE_USER_SCHEMA).cloned())
         };
         let expected = Some(json!({"manager": {"value": "m1"}}));
-        assert_eq!(manager(json!({"value": "m1", "displayName": "Boss"})).unwrap(), expected);
+        assert_eq!(
+            manager(json!({"value": "m1", "displayName": "Boss"})).unwrap(),
+            expected
+        );
         assert_eq!(manager(json!([{"value": "m1"}])).unwrap(), expected);
         assert_eq!(manager(json!("m1")).unwrap(), expected);
         assert_eq!(manager(json!({"value": ""})).unwrap(), None);
@@ -904,7 +986,10 @@ mod tests {
         let out = user(json!({"userName": "a", "password": "s3cret"})).unwrap();
         assert!(out.get("password").is_none());
         let err = user(json!({"userName": "a", "password": 12})).unwrap_err();
-        assert_eq!(err.detail, "attribute \"password\" must be a string, got 12");
+        assert_eq!(
+            err.detail,
+            "attribute \"password\" must be a string, got 12"
+        );
     }
 
     #[test]
@@ -923,13 +1008,19 @@ mod tests {
             json!([{"value": "u1", "type": "User"}, {"value": "g2", "display": "Nested", "type": "Group"}, {"value": "u3"}])
         );
         let members = split_members(&mut out);
-        assert_eq!(out, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"}));
+        assert_eq!(
+            out,
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"})
+        );
         assert_eq!(members.len(), 3);
         assert_eq!(members[1].display.as_deref(), Some("Nested"));
         assert_eq!(members[0].member_type.as_deref(), Some("User"));
         let err = group(json!({"displayName": "G", "members": [{"display": "x"}]})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert!(err.detail.starts_with("members[0] needs a non-empty string \"value\""));
+        assert!(
+            err.detail
+                .starts_with("members[0] needs a non-empty string \"value\"")
+        );
         let err = group(json!({"displayName": "G", "members": [{"value": "x", "type": "Robot"}]}));
         assert!(err.is_err());
     }
@@ -967,21 +1058,39 @@ mod tests {
             },
             false,
         );
-        let current = json!({"id": "1", "userName": "a", "urn:example:ext:1.0:User": {"badge": "7"}});
-        let same = normalize_resource(&registry, ResourceKind::User, &json!({"userName": "a", "urn:example:ext:1.0:User:badge": "7"})).unwrap();
+        let current =
+            json!({"id": "1", "userName": "a", "urn:example:ext:1.0:User": {"badge": "7"}});
+        let same = normalize_resource(
+            &registry,
+            ResourceKind::User,
+            &json!({"userName": "a", "urn:example:ext:1.0:User:badge": "7"}),
+        )
+        .unwrap();
         assert!(replace_resource(&registry, ResourceKind::User, &current, &same).is_ok());
-        let omitted = normalize_resource(&registry, ResourceKind::User, &json!({"userName": "b"})).unwrap();
+        let omitted =
+            normalize_resource(&registry, ResourceKind::User, &json!({"userName": "b"})).unwrap();
         let out = replace_resource(&registry, ResourceKind::User, &current, &omitted).unwrap();
         assert_eq!(out["urn:example:ext:1.0:User"]["badge"], "7");
-        let changed = normalize_resource(&registry, ResourceKind::User, &json!({"userName": "a", "urn:example:ext:1.0:User:badge": "8"})).unwrap();
+        let changed = normalize_resource(
+            &registry,
+            ResourceKind::User,
+            &json!({"userName": "a", "urn:example:ext:1.0:User:badge": "8"}),
+        )
+        .unwrap();
         let err = replace_resource(&registry, ResourceKind::User, &current, &changed).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
-        assert_eq!(err.detail, "attribute \"badge\" is immutable: it is set to \"7\" and cannot be changed to \"8\"");
+        assert_eq!(
+            err.detail,
+            "attribute \"badge\" is immutable: it is set to \"7\" and cannot be changed to \"8\""
+        );
     }
 
     #[test]
     fn non_object_bodies_are_rejected_not_panicked_on() {
-        assert_eq!(user(json!([1])).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
+        assert_eq!(
+            user(json!([1])).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
         assert!(user(json!({"userName": "a", ENTERPRISE_USER_SCHEMA: 3})).is_err());
     }
 }

@@ -88,6 +88,22 @@ impl<'a> Renderer<'a> {
         Ok(projection.render(registry, kind, &resource))
     }
 
+    /// Renders the resource an accepted write returned. The write is done whatever happens
+    /// here: if the memberships cannot be read now, the resource is answered without them
+    /// rather than turning a success into an error the client would retry.
+    pub async fn after_write(&mut self, kind: ResourceKind, stored: &StoredResource, projection: &Projection) -> Value {
+        match self.resource(kind, stored, projection).await {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(error = %error, "RenderMembershipsAfterWriteError");
+                let mut resource = stored.resource.clone();
+                let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                set_meta(&mut resource, &self.location(kind, &id), &stored.etag());
+                projection.render(&self.state.registry, kind, &resource)
+            }
+        }
+    }
+
     /// `groups` of a User: direct memberships with the group's `displayName`.
     async fn user_groups(&mut self, user_id: &str) -> ApiResult<Vec<Value>> {
         let mut groups = Vec::new();
@@ -138,7 +154,7 @@ impl<'a> Renderer<'a> {
             let complete = page.len() < limit;
             self.member_budget -= page.len();
             after = page.last().map(|member| member.value.clone());
-            members.extend(page.iter().map(|member| self.member_json(member)));
+            members.extend(page.iter().map(|member| member_json(self.base_url, member)));
             if complete {
                 break;
             }
@@ -146,10 +162,6 @@ impl<'a> Renderer<'a> {
         Ok(members)
     }
 
-    /// One rendered member: `{value, display?, type, $ref}`.
-    pub fn member_json(&self, member: &Member) -> Value {
-        member_json(self.base_url, member)
-    }
 }
 
 /// One rendered member: `{value, display?, type, $ref}` with an absolute `$ref`.

@@ -19,8 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
     pub kind: ResourceKind,
-    /// The target id; `None` for a create, which gets a new UUID.
-    pub resource_id: Option<String>,
+    /// The target id (a new UUID for a create, chosen by the API so the fold stays pure).
+    pub resource_id: String,
     pub action: Action,
     /// `If-Match`, as sent; the fold answers 412 on a mismatch.
     pub if_match: Option<String>,
@@ -44,7 +44,7 @@ pub fn build_command(context: &RequestContext, request: WriteRequest) -> Command
         event_id: uuid::Uuid::new_v4().to_string(),
         tenant_id: context.tenant_id().to_owned(),
         kind: request.kind,
-        resource_id: request.resource_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        resource_id: request.resource_id,
         issued_at_ms: now_ms(),
         if_match: request.if_match,
         action: request.action,

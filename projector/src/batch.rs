@@ -7,7 +7,7 @@ use scimflow_core::command::Command;
 use scimflow_core::fold::BatchFold;
 use scimflow_log::LogRecord;
 use scimflow_log::outcome::{Accepted, Outcome};
-use scimflow_store::{StoreError, StoreWriter, TenantCommit};
+use scimflow_store::{ChangeRecord, StoreError, StoreWriter, TenantCommit};
 use prost::Message;
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 pub struct BatchResult {
     pub outcomes: Vec<Outcome>,
     /// Encoded `ChangeEnvelope`s committed to the change feed, in order.
-    pub changes: Vec<Vec<u8>>,
+    pub changes: Vec<ChangeRecord>,
     /// Records that could not be decoded (poison): skipped, never blocking the partition.
     pub poison: usize,
 }
@@ -30,10 +30,10 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
 ) -> Result<BatchResult, StoreError> {
     let Some(last) = records.last() else { return Ok(BatchResult::default()) };
     let mut result = BatchResult::default();
-    let mut by_tenant: BTreeMap<String, Vec<Command>> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<String, Vec<(u64, Command)>> = BTreeMap::new();
     for record in records {
         match Command::decode(&record.payload) {
-            Ok(command) => by_tenant.entry(command.tenant_id.clone()).or_default().push(command),
+            Ok(command) => by_tenant.entry(command.tenant_id.clone()).or_default().push((record.offset, command)),
             Err(error) => {
                 tracing::error!(partition, offset = record.offset, error = %error, "PoisonCommandSkipped");
                 result.poison += 1;
@@ -46,7 +46,7 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
         let mut fold = BatchFold::new(registry, &*view);
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
-        for command in &commands {
+        for (offset, command) in &commands {
             let decision = fold.fold(command);
             let result = decision.map(|accepted| {
                 for (index, change) in accepted.changes.iter().enumerate() {
@@ -56,7 +56,11 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
                         index,
                         &command.metadata.correlation_id,
                     );
-                    changes.push(envelope.encode_to_vec());
+                    changes.push(ChangeRecord {
+                        offset: *offset,
+                        index: index as u32,
+                        envelope: envelope.encode_to_vec(),
+                    });
                 }
                 Accepted {
                     status: accepted.status,
@@ -75,6 +79,8 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
         result.outcomes.extend(outcomes);
         result.changes.extend(changes);
     }
+    // Tenants were folded one after another; the feed is in log order.
+    result.changes.sort_by_key(|change| (change.offset, change.index));
     store.commit(partition, last.offset + 1, &commits, &result.changes)?;
     Ok(result)
 }

@@ -143,11 +143,12 @@ async fn accepted_commands_publish_changes_and_rejected_ones_do_not() {
     let result = fold_records(&registry, &store, 0, &records(&commands, 0)).unwrap();
     let rejected: Vec<_> = result.outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.event_id.clone()).collect();
     assert_eq!(rejected.len(), 1, "only the duplicate userName is rejected");
-    let feed = store.changes_since(0, 100_000).unwrap();
-    assert_eq!(feed.len(), result.changes.len());
+    let feed = store.changes_between(0, 0, commands.len() as u64).unwrap();
+    assert_eq!(feed, result.changes);
     use prost::Message;
-    for (_, bytes) in &feed {
-        let envelope = scimflow_proto::ChangeEnvelope::decode(bytes.as_slice()).unwrap();
+    for change in &feed {
+        let envelope = scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice()).unwrap();
+        assert_eq!(envelope.change_id, format!("{}/{}", envelope.command_event_id, change.index));
         assert!(!rejected.contains(&envelope.command_event_id));
     }
 }

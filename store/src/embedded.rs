@@ -7,14 +7,14 @@
 //! - `memberships (tenant, group, member) -> kind ‖ display`: one row per membership
 //! - `member_of (tenant, member, group) -> ()`: the reverse index
 //! - `log_positions (partition) -> next offset`, committed with the rows it covers
-//! - `changes (sequence) -> ChangeEnvelope`: the applied-change feed for fanout
+//! - `changes (partition, offset, index) -> ChangeEnvelope`: the applied-change feed for fanout
 //!
 //! Store commits may skip the fsync ([`redb::Durability::None`]) between periodic durable
 //! checkpoints: the command log is the durable source of truth, and a crash only rolls the store
 //! back to a checkpoint whose log position is committed with it, from where the projector
 //! re-folds deterministically.
 
-use crate::port::{StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
+use crate::port::{ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
 use async_trait::async_trait;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -38,7 +38,7 @@ const INDEX: TableDefinition<IndexKey, ()> = TableDefinition::new("lookup_index"
 const MEMBERSHIPS: TableDefinition<PairKey, &[u8]> = TableDefinition::new("memberships");
 const MEMBER_OF: TableDefinition<PairKey, ()> = TableDefinition::new("member_of");
 const POSITIONS: TableDefinition<u32, u64> = TableDefinition::new("log_positions");
-const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+const CHANGES: TableDefinition<(u32, u64, u32), &[u8]> = TableDefinition::new("changes");
 
 /// How long store commits may go without an fsync (see the module docs).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
@@ -150,17 +150,6 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Encoded change envelopes with sequence numbers in `[from, ..)`, up to `limit`.
-    pub fn changes_since(&self, from: u64, limit: usize) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        let txn = self.read()?;
-        let table = txn.open_table(CHANGES).map_err(unavailable)?;
-        let mut changes = Vec::new();
-        for entry in table.range(from..).map_err(unavailable)?.take(limit) {
-            let (sequence, bytes) = entry.map_err(unavailable)?;
-            changes.push((sequence.value(), bytes.value().to_vec()));
-        }
-        Ok(changes)
-    }
 
     fn apply_mutation(txn: &WriteTransaction, tenant: &str, mutation: &Mutation) -> Result<(), redb::Error> {
         match mutation {
@@ -362,7 +351,19 @@ impl StoreWriter for EmbeddedStore {
         Ok(table.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0))
     }
 
-    fn commit(&self, partition: u32, next_offset: u64, tenants: &[TenantCommit], changes: &[Vec<u8>]) -> StoreResult<()> {
+    fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(CHANGES).map_err(unavailable)?;
+        let mut changes = Vec::new();
+        for entry in table.range((partition, from, 0)..(partition, to, 0)).map_err(unavailable)? {
+            let (key, envelope) = entry.map_err(unavailable)?;
+            let (_, offset, index) = key.value();
+            changes.push(ChangeRecord { offset, index, envelope: envelope.value().to_vec() });
+        }
+        Ok(changes)
+    }
+
+    fn commit(&self, partition: u32, next_offset: u64, tenants: &[TenantCommit], changes: &[ChangeRecord]) -> StoreResult<()> {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
         let mut last_checkpoint = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
         let durable = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
@@ -375,10 +376,8 @@ impl StoreWriter for EmbeddedStore {
                 }
             }
             let mut feed = txn.open_table(CHANGES)?;
-            let mut sequence = feed.last()?.map(|(key, _)| key.value() + 1).unwrap_or(0);
             for change in changes {
-                feed.insert(sequence, change.as_slice())?;
-                sequence += 1;
+                feed.insert((partition, change.offset, change.index), change.envelope.as_slice())?;
             }
             drop(feed);
             txn.open_table(POSITIONS)?.insert(partition, next_offset)?;

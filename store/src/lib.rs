@@ -13,4 +13,4 @@ pub mod embedded;
 pub mod port;
 pub mod tenants;
 
-pub use port::{StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
+pub use port::{ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};

@@ -32,6 +32,16 @@ pub struct TenantCommit {
     pub mutations: Vec<Mutation>,
 }
 
+/// One encoded `ChangeEnvelope`, with the log position of the command that produced it, so the
+/// changes of any offset range can be re-read and re-published after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub offset: u64,
+    /// Index of the change within its command.
+    pub index: u32,
+    pub envelope: Vec<u8>,
+}
+
 /// Projector side. A batch is committed atomically together with the log position it reaches,
 /// so a batch is applied once even if the projector crashes and replays it.
 pub trait StoreWriter: Send + Sync {
@@ -41,16 +51,20 @@ pub trait StoreWriter: Send + Sync {
     /// The next log offset to fold for `partition` (0 when nothing was applied yet).
     fn next_offset(&self, partition: u32) -> StoreResult<u64>;
 
-    /// Applies the mutations of a batch and records `next_offset` for `partition`, atomically.
-    /// `changes` are encoded change envelopes appended to the store's change feed in the same
-    /// transaction.
+    /// Applies the mutations of a batch and records `next_offset` for `partition`, atomically
+    /// (or, where the database has no multi-row transactions, recoverably: a crash mid-commit is
+    /// completed before anything new is folded). `changes` join the store's change feed in the
+    /// same commit.
     fn commit(
         &self,
         partition: u32,
         next_offset: u64,
         tenants: &[TenantCommit],
-        changes: &[Vec<u8>],
+        changes: &[ChangeRecord],
     ) -> StoreResult<()>;
+
+    /// The change feed of `partition` for commands with offsets in `[from, to)`, in order.
+    fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>>;
 }
 
 /// API side: point reads and bounded pages, always within one tenant.
