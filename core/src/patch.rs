@@ -302,8 +302,9 @@ pub fn apply_patch(
     }
     let patched = canonicalize(registry, kind, &Value::Object(doc));
     check_immutable(registry, kind, original, &patched)?;
-    check_required(registry, kind, &patched)
-        .map_err(|err| ScimError::invalid_value(format!("{}; it cannot be removed", err.detail)))?;
+    check_required(registry, kind, &patched).map_err(|err| {
+        ScimError::invalid_value(format!("{}; PATCH cannot remove or blank it", err.detail))
+    })?;
     Ok(PatchResult {
         resource: patched,
         membership: patcher.membership,
@@ -1347,7 +1348,7 @@ mod tests {
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
         assert_eq!(
             err.detail,
-            "attribute \"userName\" is required for a User and must not be empty; it cannot be removed"
+            "attribute \"userName\" is required for a User and must not be empty; PATCH cannot remove or blank it"
         );
         let err = patch_user(json!([{"op": "replace", "path": "id", "value": "u2"}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
@@ -1448,6 +1449,43 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
+    }
+
+    #[test]
+    fn immutable_attributes_can_be_set_once_but_not_changed() {
+        let mut registry = SchemaRegistry::standard();
+        registry.register_extension(
+            ResourceKind::User,
+            crate::schema::Schema {
+                id: "urn:example:ext:1.0:User".into(),
+                name: "Ext".into(),
+                description: String::new(),
+                attributes: vec![AttributeDef::string("badge").mutability(Mutability::Immutable)],
+            },
+            false,
+        );
+        let run = |resource: &Value, operation: Value| {
+            let operations = parse_patch_request(&json!({"Operations": [operation]})).unwrap();
+            apply_patch(&registry, ResourceKind::User, resource, &operations)
+        };
+        let path = "urn:example:ext:1.0:User:badge";
+        let set = run(&user(), json!({"op": "add", "path": path, "value": "7"}))
+            .unwrap()
+            .resource;
+        assert_eq!(set["urn:example:ext:1.0:User"], json!({"badge": "7"}));
+        let same = run(&set, json!({"op": "replace", "path": path, "value": "7"})).unwrap();
+        assert_eq!(same.resource, set);
+        for operation in [
+            json!({"op": "replace", "path": path, "value": "8"}),
+            json!({"op": "remove", "path": path}),
+        ] {
+            let err = run(&set, operation).unwrap_err();
+            assert_eq!(err.scim_type, Some(ScimType::Mutability));
+            assert_eq!(
+                err.detail,
+                "attribute \"badge\" is immutable: it is set to \"7\" and cannot be changed or removed"
+            );
+        }
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   for them.
 //! - [`submit`]: [`WritePath`], append-then-await as one call for the API.
 //! - [`embedded`]: the default single-partition log on redb with group commit.
+//! - [`kafka`]: Apache Kafka as the production log (commands, outcomes and changes topics).
 
 pub mod embedded;
+pub mod kafka;
 pub mod outcome;
 pub mod port;
 pub mod submit;

@@ -1,9 +1,36 @@
-//! Feeds arbitrary text to the filter and PATCH path parsers: they must never panic, and whatever
-//! they accept must print as text that parses back to the same tree.
+//! Feeds arbitrary text to the filter and PATCH path parsers: they must never panic, whatever
+//! they accept must print as text that parses back to the same tree, and an accepted filter must
+//! validate, evaluate and plan without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scimflow_core::filter::{MAX_FILTER_LEN, parse_filter, parse_patch_path};
+use scimflow_core::filter::{
+    EvalContext, MAX_FILTER_LEN, complexity, matches, parse_filter, parse_patch_path, plan,
+    validate,
+};
+use scimflow_core::{ResourceKind, SchemaRegistry};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+fn registry() -> &'static SchemaRegistry {
+    static REGISTRY: OnceLock<SchemaRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(SchemaRegistry::standard)
+}
+
+fn sample_user() -> &'static Value {
+    static USER: OnceLock<Value> = OnceLock::new();
+    USER.get_or_init(|| {
+        json!({
+            "id": "2819c223", "externalId": "ext", "userName": "Bjensen", "active": true,
+            "name": {"givenName": "Barbara", "familyName": "Jensen"}, "title": "",
+            "emails": [{"value": "b@example.com", "type": "work", "primary": true}, {"value": "x"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": "7", "manager": {"value": "m"}
+            },
+            "meta": {"created": "2010-01-23T04:56:22Z", "lastModified": "2011-05-13T04:42:34Z"}
+        })
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     // Lossy decoding keeps invalid UTF-8 inputs useful instead of discarding them.
@@ -18,6 +45,16 @@ fuzz_target!(|data: &[u8]| {
                 Err(error) => panic!("{text:?} printed as {printed:?}: {}", error.detail),
             }
         }
+        for kind in [ResourceKind::User, ResourceKind::Group] {
+            let ctx = EvalContext {
+                registry: registry(),
+                kind,
+            };
+            let _ = validate(&ctx, &filter);
+            let _ = matches(&ctx, &filter, sample_user());
+            let _ = plan(&ctx, &filter);
+        }
+        let _ = complexity(&filter);
     }
     if let Ok(path) = parse_patch_path(&text) {
         let printed = path.to_string();

@@ -119,7 +119,7 @@ impl<'a> Parser<'a> {
                 src.len()
             )));
         }
-        if src.trim().is_empty() {
+        if src.trim_ascii().is_empty() {
             return Err(parser.plain_error(format!("the {what} is empty")));
         }
         Ok(parser)

@@ -8,7 +8,6 @@
 //! `totalResults` and `startIndex`.
 
 use super::Endpoint;
-use super::resources::projection;
 use crate::body::read_json;
 use crate::context::RequestContext;
 use crate::error::ApiResult;
@@ -117,9 +116,4 @@ pub fn list_response(page: &Page, resources: Vec<Value>) -> Value {
     }
     body["Resources"] = Value::Array(resources);
     body
-}
-
-/// Keeps the `projection` helper reachable for callers that list one resource type.
-pub fn projection_for(state: &ApiState, kind: ResourceKind, params: &QueryParams) -> ApiResult<Projection> {
-    projection(state, kind, params)
 }
