@@ -17,6 +17,10 @@ const COMMANDS: TableDefinition<u64, &[u8]> = TableDefinition::new("commands");
 /// The embedded log has one partition: a single ordered stream for all tenants.
 pub const EMBEDDED_PARTITION: u32 = 0;
 
+/// redb's page cache for the log: the projector reads the tail just written, so a small cache
+/// suffices and memory does not grow with the log.
+const LOG_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Most appends folded into one transaction; bounds the latency of the first append of a batch.
 const MAX_GROUP_COMMIT: usize = 4096;
 
@@ -35,7 +39,7 @@ pub struct EmbeddedLog {
 
 impl EmbeddedLog {
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let db = Database::create(path).map_err(|error| {
+        let db = Database::builder().set_cache_size(LOG_CACHE_BYTES).create(path).map_err(|error| {
             LogError::Unavailable(format!("cannot open command log {}: {error}", path.display()))
         })?;
         let db = Arc::new(db);

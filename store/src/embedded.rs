@@ -40,6 +40,11 @@ const MEMBER_OF: TableDefinition<PairKey, ()> = TableDefinition::new("member_of"
 const POSITIONS: TableDefinition<u32, u64> = TableDefinition::new("log_positions");
 const CHANGES: TableDefinition<(u32, u64, u32), &[u8]> = TableDefinition::new("changes");
 
+/// redb's page cache for the store. Bounded so memory stays flat however large tenants and
+/// groups grow; hot rows (recent resources, index keys) stay cached, cold ones are read from
+/// the OS page cache.
+pub const STORE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// How long store commits may go without an fsync (see the module docs).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -115,7 +120,7 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens or creates the store file at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = Database::create(path).map_err(|error| {
+        let db = Database::builder().set_cache_size(STORE_CACHE_BYTES).create(path).map_err(|error| {
             StoreError::Unavailable(format!("cannot open store {}: {error}", path.display()))
         })?;
         Self::from_database(Arc::new(db))

@@ -7,8 +7,10 @@
 //! ## Layout
 //! - [`port`]: the [`StoreWriter`] (projector side) and [`StoreReader`] (API side) traits.
 //! - [`embedded`]: the default adapter on redb, a proven embedded transactional database.
+//! - [`cql`]: the production adapter on ScyllaDB (tested on Apache Cassandra), same data model.
 //! - [`tenants`]: tenants and their bearer tokens (stored as SHA-256 hashes only).
 
+pub mod cql;
 pub mod embedded;
 pub mod port;
 pub mod tenants;

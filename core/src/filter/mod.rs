@@ -5,7 +5,7 @@
 //! - [`parser`]: text to tree, for filters and PATCH paths.
 //! - `print`: tree to canonical text (`Display`), which parses back to the same tree.
 //! - [`eval`]: matching resources and elements, schema validation, complexity.
-//! - [`plan`]: index selection for stores.
+//! - [`plan`](mod@plan): index selection for stores.
 
 pub mod ast;
 pub mod eval;

@@ -8,31 +8,21 @@
 //! single CQL mutation approaches the server limits (Cassandra's `max_mutation_size` is half a
 //! commit-log segment: 16 MiB by default, 4 MiB in our local test node).
 
-use crate::port::{StoreError, StoreResult, TenantCommit};
+use crate::port::{ChangeRecord, StoreError, StoreResult, TenantCommit};
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
 use scimflow_core::state::{Member, Mutation, StoredResource};
-use std::borrow::Cow;
 
 /// Bytes per `pending_batches` row.
 pub const CHUNK_BYTES: usize = 512 * 1024;
 const MAGIC: &[u8; 4] = b"SFB1";
-
-/// One change envelope for the feed, with the log offset of the command that produced it and
-/// its index among that command's changes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedChange<'a> {
-    pub offset: u64,
-    pub seq: u32,
-    pub envelope: Cow<'a, [u8]>,
-}
 
 /// A decoded pending batch.
 #[derive(Debug, Clone)]
 pub struct Intent {
     pub next_offset: u64,
     pub tenants: Vec<TenantCommit>,
-    pub changes: Vec<FeedChange<'static>>,
+    pub changes: Vec<ChangeRecord>,
 }
 
 fn kind_code(kind: ResourceKind) -> u8 {
@@ -135,8 +125,8 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// Encodes a batch. `changes` must already carry their offsets and sequence numbers.
-pub fn encode(next_offset: u64, tenants: &[TenantCommit], changes: &[FeedChange<'_>]) -> Vec<u8> {
+/// Encodes a batch.
+pub fn encode(next_offset: u64, tenants: &[TenantCommit], changes: &[ChangeRecord]) -> Vec<u8> {
     let mut out = Encoder::default();
     out.0.extend(MAGIC);
     out.u64(next_offset);
@@ -151,7 +141,7 @@ pub fn encode(next_offset: u64, tenants: &[TenantCommit], changes: &[FeedChange<
     out.u32(changes.len() as u32);
     for change in changes {
         out.u64(change.offset);
-        out.u32(change.seq);
+        out.u32(change.index);
         out.bytes(&change.envelope);
     }
     out.0
@@ -232,8 +222,8 @@ pub fn decode(bytes: &[u8]) -> StoreResult<Intent> {
     let mut changes = Vec::with_capacity(change_count);
     for _ in 0..change_count {
         let offset = input.u64()?;
-        let seq = input.u32()?;
-        changes.push(FeedChange { offset, seq, envelope: Cow::Owned(input.bytes()?.to_vec()) });
+        let index = input.u32()?;
+        changes.push(ChangeRecord { offset, index, envelope: input.bytes()?.to_vec() });
     }
     if !input.bytes.is_empty() {
         return Err(corrupt(format!("{} trailing bytes", input.bytes.len())));
@@ -312,8 +302,8 @@ mod tests {
             TenantCommit { tenant_id: "globex".into(), mutations: vec![] },
         ];
         let changes = vec![
-            FeedChange { offset: 41, seq: 0, envelope: Cow::Borrowed(b"\x01\x02") },
-            FeedChange { offset: 41, seq: 1, envelope: Cow::Borrowed(b"") },
+            ChangeRecord { offset: 41, index: 0, envelope: b"\x01\x02".to_vec() },
+            ChangeRecord { offset: 41, index: 1, envelope: Vec::new() },
         ];
         let bytes = encode(42, &tenants, &changes);
         let decoded = decode(&bytes).unwrap();

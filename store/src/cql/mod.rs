@@ -19,7 +19,8 @@
 //! - [`schema`]: the versioned, idempotent migrations that create the keyspace and tables.
 //! - [`statements`]: every statement, prepared once.
 //! - [`intent`]: the encoding of a pending batch.
-//! - [`writer`]: [`crate::StoreWriter`]: the fold's view, commit, recovery.
+//! - [`view`]: the fold's synchronous, cached view of one tenant.
+//! - [`writer`]: [`crate::StoreWriter`]: commit in steps, recovery of an interrupted batch.
 //! - [`reader`]: [`crate::StoreReader`]: point reads and bucket-merged pages.
 
 pub mod config;
@@ -27,6 +28,7 @@ pub mod intent;
 pub mod reader;
 pub mod schema;
 pub mod statements;
+pub mod view;
 pub mod writer;
 
 pub use config::{CqlConfig, Replication};
@@ -142,6 +144,7 @@ mod tests {
         // Pinned values: changing the hash would orphan every stored row.
         assert_eq!(bucket_of("", 64), (0xcbf2_9ce4_8422_2325u64 % 64) as i32);
         assert_eq!(bucket_of("a", 1), 0);
+        assert_eq!(bucket_of("a", 64), 12); // FNV-1a("a") = 0xaf63dc4c8601ec8c
         let mut counts = [0usize; 16];
         for i in 0..16_000 {
             counts[bucket_of(&format!("2819c223-7f76-453a-919d-{i:012}"), 16) as usize] += 1;

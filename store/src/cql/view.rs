@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-pub(crate) struct CqlView<'s> {
+pub struct CqlView<'s> {
     store: &'s CqlStore,
     tenant: String,
     failure: RefCell<Option<StoreError>>,
@@ -29,7 +29,7 @@ pub(crate) struct CqlView<'s> {
 }
 
 impl<'s> CqlView<'s> {
-    pub(crate) fn new(store: &'s CqlStore, tenant: &str) -> Self {
+    pub fn new(store: &'s CqlStore, tenant: &str) -> Self {
         CqlView {
             store,
             tenant: tenant.to_owned(),

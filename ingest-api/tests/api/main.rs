@@ -1,0 +1,13 @@
+//! HTTP-level tests of the SCIM API over an in-memory pipeline that folds with core.
+
+mod auth;
+mod bulk;
+mod discovery;
+mod errors;
+mod groups;
+mod helpers;
+mod idp_quirks;
+mod list;
+mod server;
+mod tenants;
+mod users;
