@@ -38,7 +38,9 @@ pub struct EmbeddedApp {
     port: u16,
     pub base_url: String,
     pub tenants: TenantDirectory,
-    store: EmbeddedStore,
+    /// The log and store, for tools that seed or inspect state below the API (benchmarks).
+    pub log: EmbeddedLog,
+    pub store: EmbeddedStore,
     projector: tokio::task::JoinHandle<()>,
     stop_projector: watch::Sender<bool>,
 }
@@ -65,13 +67,13 @@ impl EmbeddedApp {
         let base_url = format!("http://{host}:{port}{}", config.base_path);
         let state = ApiState {
             registry,
-            write: WritePath::new(Arc::new(log), hub, OUTCOME_TIMEOUT),
+            write: WritePath::new(Arc::new(log.clone()), hub, OUTCOME_TIMEOUT),
             reader: Arc::new(store.clone()),
             auth: Arc::new(tenants.clone()),
             config,
         };
         let server = build_server(listener, state)?;
-        Ok(EmbeddedApp { server, port, base_url, tenants, store, projector, stop_projector })
+        Ok(EmbeddedApp { server, port, base_url, tenants, log, store, projector, stop_projector })
     }
 
     pub fn port(&self) -> u16 {

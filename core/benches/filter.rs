@@ -38,35 +38,19 @@ fn user() -> Value {
 
 fn filters(c: &mut Criterion) {
     let registry = SchemaRegistry::standard();
-    let ctx = EvalContext {
-        registry: &registry,
-        kind: ResourceKind::User,
-    };
+    let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
     let user = user();
-    for (name, text) in [
-        ("entra_username", ENTRA),
-        ("entra_email", ENTRA_EMAIL),
-        ("complex", COMPLEX),
-    ] {
-        let Ok(filter) = parse_filter(text) else {
-            panic!("{name} parses")
-        };
-        assert!(
-            matches(&ctx, &filter, &user),
-            "{name} matches the sample user"
-        );
-        c.bench_function(&format!("parse/{name}"), |b| {
-            b.iter(|| parse_filter(black_box(text)))
-        });
+    for (name, text) in [("entra_username", ENTRA), ("entra_email", ENTRA_EMAIL), ("complex", COMPLEX)] {
+        let Ok(filter) = parse_filter(text) else { panic!("{name} parses") };
+        assert!(matches(&ctx, &filter, &user), "{name} matches the sample user");
+        c.bench_function(&format!("parse/{name}"), |b| b.iter(|| parse_filter(black_box(text))));
         c.bench_function(&format!("evaluate/{name}"), |b| {
             b.iter(|| matches(&ctx, black_box(&filter), black_box(&user)))
         });
         c.bench_function(&format!("parse_and_evaluate/{name}"), |b| {
             b.iter(|| parse_filter(black_box(text)).map(|f| matches(&ctx, &f, black_box(&user))))
         });
-        c.bench_function(&format!("plan/{name}"), |b| {
-            b.iter(|| plan(&ctx, black_box(&filter)))
-        });
+        c.bench_function(&format!("plan/{name}"), |b| b.iter(|| plan(&ctx, black_box(&filter))));
     }
 }
 

@@ -6,9 +6,9 @@
 //! is 400 before `serde_json` recurses into it.
 
 use crate::error::{ApiError, ApiResult};
+use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
-use actix_web::HttpRequest;
 use scimflow_core::ScimError;
 use serde_json::Value;
 
@@ -35,9 +35,8 @@ pub fn check_content_type(request: &HttpRequest) -> ApiResult<()> {
 
 /// Reads the whole body, at most `limit` bytes.
 pub async fn read_limited(request: &HttpRequest, payload: Payload, limit: usize) -> ApiResult<Bytes> {
-    let too_large = || {
-        ApiError::payload_too_large(format!("the request body is larger than the limit of {limit} bytes"))
-    };
+    let too_large =
+        || ApiError::payload_too_large(format!("the request body is larger than the limit of {limit} bytes"));
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -48,7 +47,9 @@ pub async fn read_limited(request: &HttpRequest, payload: Payload, limit: usize)
     }
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => Err(ScimError::invalid_syntax(format!("the request body could not be read: {error}")).into()),
+        Ok(Err(error)) => {
+            Err(ScimError::invalid_syntax(format!("the request body could not be read: {error}")).into())
+        }
         Err(_) => Err(too_large()),
     }
 }

@@ -48,7 +48,7 @@ impl Default for ApiConfig {
             base_path: "/scim/v2".to_owned(),
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
-            max_filter_complexity: 64,
+            max_filter_complexity: 200,
             max_results: 1000,
             default_page_size: 100,
             max_sort_matches: 10_000,

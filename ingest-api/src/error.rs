@@ -82,19 +82,15 @@ impl ApiError {
     pub fn to_json(&self) -> Value {
         match self {
             ApiError::Scim(error) => error.to_json(),
-            ApiError::MissingToken => error_body(
-                401,
-                None,
-                "authentication required: send `Authorization: Bearer <tenant token>`",
-            ),
+            ApiError::MissingToken => {
+                error_body(401, None, "authentication required: send `Authorization: Bearer <tenant token>`")
+            }
             ApiError::InvalidToken => error_body(
                 401,
                 None,
                 "the bearer token is not valid (unknown, rotated or revoked); ask the operator for the tenant's current token",
             ),
-            ApiError::Extended { status, scim_type, detail } => {
-                error_body(*status, Some(scim_type), detail)
-            }
+            ApiError::Extended { status, scim_type, detail } => error_body(*status, Some(scim_type), detail),
             ApiError::Unavailable { retry_after_secs, .. } => error_body(
                 503,
                 None,
@@ -135,10 +131,7 @@ impl ResponseError for ApiError {
                 ));
             }
             ApiError::Unavailable { retry_after_secs, .. } => {
-                response.insert_header((
-                    header::RETRY_AFTER,
-                    HeaderValue::from(*retry_after_secs),
-                ));
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             ApiError::Scim(_) | ApiError::Extended { .. } => {}
         }
@@ -176,6 +169,8 @@ mod tests {
     fn missing_token_asks_for_bearer() {
         let response = ApiError::MissingToken.error_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert!(response.headers().get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            response.headers().get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer")
+        );
     }
 }

@@ -15,12 +15,28 @@
 //! - [`error`]: [`ApiError`], rendered as RFC 7644 §3.12 error bodies (503 + `Retry-After`
 //!   when the log or store is unavailable).
 //! - [`body`]: content type, size and depth limits, JSON syntax, secret scrubbing for the audit.
-//! - [`write`] and [`operations`]: command building and the four writes, shared with `/Bulk`.
+//! - [`write`](mod@write) and [`operations`]: command building and the four writes, shared with `/Bulk`.
 //! - [`search`]: filters, plans, sorting, index and cursor paging.
 //! - [`render`]: resources as answered: `meta.location`, `groups`/`members`, projection, ETag.
 //! - [`routes`]: the thin handlers.
 //! - [`startup`]: [`configure`], [`build_server`], [`Application`].
 //! - [`testing`]: an in-memory log + store that folds with core, for HTTP-level tests.
+//!
+//! ## Decisions clients can see
+//! - Every endpoint needs `Authorization: Bearer <tenant token>`, discovery included (RFC 7644
+//!   §4 allows anonymous discovery; IdPs send the token anyway, and one rule is simpler).
+//! - Group PATCH answers 204 (E12) unless [`ApiConfig::group_patch_returns_body`] is set or the
+//!   request names `attributes`/`excludedAttributes`; User PATCH answers 200 with the user.
+//! - A response renders at most [`ApiConfig::member_page_cap`] group members; beyond that it
+//!   carries `X-Scimflow-Members-Truncated: true` and the whole membership is read with
+//!   `GET /Groups/{id}/members?cursor=&count=` (RFC 9865 cursors). `excludedAttributes=members`
+//!   (E11) reads no membership at all.
+//! - Unknown member ids in a membership change are skipped (Okta O11) and listed in
+//!   `X-Scimflow-Skipped-Members`.
+//! - List order is by id unless `sortBy` is given; `count` is clamped to
+//!   [`ApiConfig::max_results`]; cursor pages (`cursor=`) omit `totalResults`.
+//! - Log or store unavailable, or an outcome later than the write path's timeout: 503 with
+//!   `Retry-After`.
 //!
 //! ## Quick start
 //! ```no_run

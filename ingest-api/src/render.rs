@@ -91,7 +91,12 @@ impl<'a> Renderer<'a> {
     /// Renders the resource an accepted write returned. The write is done whatever happens
     /// here: if the memberships cannot be read now, the resource is answered without them
     /// rather than turning a success into an error the client would retry.
-    pub async fn after_write(&mut self, kind: ResourceKind, stored: &StoredResource, projection: &Projection) -> Value {
+    pub async fn after_write(
+        &mut self,
+        kind: ResourceKind,
+        stored: &StoredResource,
+        projection: &Projection,
+    ) -> Value {
         match self.resource(kind, stored, projection).await {
             Ok(body) => body,
             Err(error) => {
@@ -125,11 +130,10 @@ impl<'a> Renderer<'a> {
         if let Some(name) = self.group_names.get(group_id) {
             return Ok(name.clone());
         }
-        let name = self
-            .store
-            .resource(ResourceKind::Group, group_id)
-            .await?
-            .and_then(|group| group.resource.get("displayName").and_then(Value::as_str).map(str::to_owned));
+        let name =
+            self.store.resource(ResourceKind::Group, group_id).await?.and_then(|group| {
+                group.resource.get("displayName").and_then(Value::as_str).map(str::to_owned)
+            });
         self.group_names.insert(group_id.to_owned(), name.clone());
         Ok(name)
     }
@@ -161,7 +165,6 @@ impl<'a> Renderer<'a> {
         }
         Ok(members)
     }
-
 }
 
 /// One rendered member: `{value, display?, type, $ref}` with an absolute `$ref`.

@@ -35,7 +35,9 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                 .service(resource_type_scope("/Groups", ResourceKind::Group))
                 .service(single("/.search").route(web::post().to(list::search_root)))
                 .service(single("/Bulk").route(web::post().to(bulk::bulk)))
-                .service(single("/ServiceProviderConfig").route(web::get().to(discovery::service_provider_config)))
+                .service(
+                    single("/ServiceProviderConfig").route(web::get().to(discovery::service_provider_config)),
+                )
                 .service(single("/ResourceTypes").route(web::get().to(discovery::resource_types)))
                 .service(single("/ResourceTypes/{name}").route(web::get().to(discovery::resource_type)))
                 .service(single("/Schemas").route(web::get().to(discovery::schemas)))
@@ -75,9 +77,8 @@ fn resource_type_scope(path: &str, kind: ResourceKind) -> actix_web::Scope {
 
 /// An HTTP server serving the SCIM API on `listener` (already bound; port 0 for tests).
 pub fn build_server(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
-    let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
-        .listen(listener)?
-        .run();
+    let server =
+        HttpServer::new(move || App::new().configure(configure(state.clone()))).listen(listener)?.run();
     Ok(server)
 }
 

@@ -80,7 +80,12 @@ impl<'a> TenantStore<'a> {
             .ok_or_else(|| ApiError::not_found(format!("{} {id} not found", kind.name())))
     }
 
-    pub async fn index_lookup(&self, kind: ResourceKind, index: IndexName, key: &str) -> ApiResult<Vec<String>> {
+    pub async fn index_lookup(
+        &self,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> ApiResult<Vec<String>> {
         self.reader
             .index_lookup(self.tenant_id, kind, index, key)
             .await
@@ -91,7 +96,12 @@ impl<'a> TenantStore<'a> {
         self.reader.groups_of(self.tenant_id, member_id).await.map_err(|error| self.unavailable(error))
     }
 
-    pub async fn members_page(&self, group_id: &str, after: Option<&str>, limit: usize) -> ApiResult<Vec<Member>> {
+    pub async fn members_page(
+        &self,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ApiResult<Vec<Member>> {
         self.reader
             .members_page(self.tenant_id, group_id, after, limit)
             .await

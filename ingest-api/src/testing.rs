@@ -23,14 +23,14 @@ use scimflow_core::index::IndexName;
 use scimflow_core::memory::MemoryState;
 use scimflow_core::state::{Member, StateView, StoredResource};
 use scimflow_core::{ResourceKind, SchemaRegistry};
+use scimflow_log::WritePath;
 use scimflow_log::outcome::{Accepted, Outcome, OutcomeHub};
 use scimflow_log::port::{Appended, CommandLog, LogError};
-use scimflow_log::WritePath;
+use scimflow_store::StoreReader;
 use scimflow_store::port::{StoreError, StoreResult};
 use scimflow_store::tenants::TenantAuthenticator;
-use scimflow_store::StoreReader;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ pub struct MemoryPipeline {
     log_down: AtomicBool,
     store_down: AtomicBool,
     drop_outcomes: AtomicBool,
+    members_page_reads: AtomicUsize,
 }
 
 impl Default for MemoryPipeline {
@@ -57,6 +58,7 @@ impl Default for MemoryPipeline {
             log_down: AtomicBool::new(false),
             store_down: AtomicBool::new(false),
             drop_outcomes: AtomicBool::new(false),
+            members_page_reads: AtomicUsize::new(0),
         }
     }
 }
@@ -90,6 +92,12 @@ impl MemoryPipeline {
     /// Commands are folded but their outcomes are not delivered while set (outcome timeouts).
     pub fn drop_outcomes(&self, drop: bool) {
         self.drop_outcomes.store(drop, Ordering::SeqCst);
+    }
+
+    /// How many `members_page` reads the API made so far: lets tests prove that excluded or
+    /// index-served memberships are never paged (E11, cost independent of group size).
+    pub fn members_page_reads(&self) -> usize {
+        self.members_page_reads.load(Ordering::SeqCst)
     }
 
     /// Every command appended so far, decoded from the log payload, in log order.
@@ -138,7 +146,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[async_trait]
 impl CommandLog for MemoryPipeline {
-    async fn append(&self, tenant_id: &str, payload: Vec<u8>, _headers: Vec<(String, String)>) -> Result<Appended, LogError> {
+    async fn append(
+        &self,
+        tenant_id: &str,
+        payload: Vec<u8>,
+        _headers: Vec<(String, String)>,
+    ) -> Result<Appended, LogError> {
         if self.log_down.load(Ordering::SeqCst) {
             return Err(LogError::Unavailable("the test log is switched off".into()));
         }
@@ -159,11 +172,22 @@ impl CommandLog for MemoryPipeline {
 
 #[async_trait]
 impl StoreReader for MemoryPipeline {
-    async fn resource(&self, tenant_id: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>> {
+    async fn resource(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>> {
         self.read(tenant_id, |state| state.resource(kind, id))
     }
 
-    async fn index_lookup(&self, tenant_id: &str, kind: ResourceKind, index: IndexName, key: &str) -> StoreResult<Vec<String>> {
+    async fn index_lookup(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>> {
         self.read(tenant_id, |state| state.index_lookup(kind, index, key))
     }
 
@@ -171,11 +195,23 @@ impl StoreReader for MemoryPipeline {
         self.read(tenant_id, |state| state.groups_of(member_id))
     }
 
-    async fn members_page(&self, tenant_id: &str, group_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Member>> {
+    async fn members_page(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Member>> {
+        self.members_page_reads.fetch_add(1, Ordering::SeqCst);
         self.read(tenant_id, |state| {
             let Some(members) = state.members.get(group_id) else { return Vec::new() };
-            let start = after.map_or(std::ops::Bound::Unbounded, |after| std::ops::Bound::Excluded(after.to_owned()));
-            members.range((start, std::ops::Bound::Unbounded)).take(limit).map(|(_, member)| member.clone()).collect()
+            let start =
+                after.map_or(std::ops::Bound::Unbounded, |after| std::ops::Bound::Excluded(after.to_owned()));
+            members
+                .range((start, std::ops::Bound::Unbounded))
+                .take(limit)
+                .map(|(_, member)| member.clone())
+                .collect()
         })
     }
 
@@ -207,7 +243,9 @@ pub struct StaticTokens(HashMap<String, String>);
 
 impl StaticTokens {
     pub fn new(tokens: &[(&str, &str)]) -> Self {
-        StaticTokens(tokens.iter().map(|(token, tenant)| ((*token).to_owned(), (*tenant).to_owned())).collect())
+        StaticTokens(
+            tokens.iter().map(|(token, tenant)| ((*token).to_owned(), (*tenant).to_owned())).collect(),
+        )
     }
 }
 

@@ -61,7 +61,11 @@ pub fn build_command(context: &RequestContext, request: WriteRequest) -> Command
 
 /// Submits a write and waits for its outcome: the accepted result, the decided SCIM error, or
 /// 503 + `Retry-After` when the log is unavailable or the outcome is late.
-pub async fn submit(state: &ApiState, context: &RequestContext, request: WriteRequest) -> ApiResult<Accepted> {
+pub async fn submit(
+    state: &ApiState,
+    context: &RequestContext,
+    request: WriteRequest,
+) -> ApiResult<Accepted> {
     let command = build_command(context, request);
     let retry_after_secs = state.config.retry_after_seconds();
     let outcome = state.write.submit(&command).await.map_err(|error| {

@@ -8,8 +8,11 @@
 //! ## Layout
 //! - [`batch`]: folding one batch of log records into a store commit and its outcomes.
 //! - [`embedded`]: the loop that follows the embedded log.
+//! - [`kafka`]: the consumer-group member that follows the Kafka commands topic, publishing
+//!   changes exactly once per committed offset.
 
 pub mod batch;
 pub mod embedded;
+pub mod kafka;
 
 pub use batch::{BatchResult, fold_records};

@@ -5,8 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use scimflow_core::filter::{
-    EvalContext, MAX_FILTER_LEN, complexity, matches, parse_filter, parse_patch_path, plan,
-    validate,
+    EvalContext, MAX_FILTER_LEN, complexity, matches, parse_filter, parse_patch_path, plan, validate,
 };
 use scimflow_core::{ResourceKind, SchemaRegistry};
 use serde_json::{Value, json};
@@ -46,10 +45,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for kind in [ResourceKind::User, ResourceKind::Group] {
-            let ctx = EvalContext {
-                registry: registry(),
-                kind,
-            };
+            let ctx = EvalContext { registry: registry(), kind };
             let _ = validate(&ctx, &filter);
             let _ = matches(&ctx, &filter, sample_user());
             let _ = plan(&ctx, &filter);

@@ -13,18 +13,10 @@ pub struct AttrPath {
 
 impl AttrPath {
     pub fn simple(name: &str) -> Self {
-        AttrPath {
-            urn: None,
-            name: name.to_owned(),
-            sub: None,
-        }
+        AttrPath { urn: None, name: name.to_owned(), sub: None }
     }
     pub fn with_sub(name: &str, sub: &str) -> Self {
-        AttrPath {
-            urn: None,
-            name: name.to_owned(),
-            sub: Some(sub.to_owned()),
-        }
+        AttrPath { urn: None, name: name.to_owned(), sub: Some(sub.to_owned()) }
     }
 }
 

@@ -31,12 +31,7 @@ pub fn matches(ctx: &EvalContext<'_>, filter: &Filter, resource: &Value) -> bool
 
 /// Does one element of the multi-valued complex attribute `attr` match `filter`, whose attribute
 /// paths name sub-attributes of `attr` (as inside `emails[...]`)?
-pub fn matches_element(
-    ctx: &EvalContext<'_>,
-    attr: &AttributeDef,
-    filter: &Filter,
-    element: &Value,
-) -> bool {
+pub fn matches_element(ctx: &EvalContext<'_>, attr: &AttributeDef, filter: &Filter, element: &Value) -> bool {
     eval(ctx, Scope::Element(attr, element), filter)
 }
 
@@ -84,20 +79,13 @@ pub fn complexity(filter: &Filter) -> usize {
 pub(crate) fn resolve<'r>(ctx: &EvalContext<'r>, path: &AttrPath) -> Option<ResolvedAttr<'r>> {
     let registry = ctx.registry;
     let (home, attr) = match &path.urn {
-        None => (
-            AttrHome::Core,
-            registry.core_attribute(ctx.kind, &path.name)?,
-        ),
-        Some(urn) if urn.eq_ignore_ascii_case(ctx.kind.core_schema()) => (
-            AttrHome::Core,
-            registry.core_attribute(ctx.kind, &path.name)?,
-        ),
+        None => (AttrHome::Core, registry.core_attribute(ctx.kind, &path.name)?),
+        Some(urn) if urn.eq_ignore_ascii_case(ctx.kind.core_schema()) => {
+            (AttrHome::Core, registry.core_attribute(ctx.kind, &path.name)?)
+        }
         Some(urn) => {
             let schema = registry.schema(registry.extension_id(ctx.kind, urn)?)?;
-            (
-                AttrHome::Extension(schema.id.as_str()),
-                schema.attribute(&path.name)?,
-            )
+            (AttrHome::Extension(schema.id.as_str()), schema.attribute(&path.name)?)
         }
     };
     let sub = match &path.sub {
@@ -121,14 +109,8 @@ fn eval(ctx: &EvalContext<'_>, scope: Scope<'_>, filter: &Filter) -> bool {
             .is_some_and(|(_, values)| values.into_iter().any(is_present)),
         Filter::Compare(path, op, expected) => values_at(ctx, scope, path, Purpose::Compare)
             .is_some_and(|(leaf, values)| compare_values(leaf, *op, expected, &values)),
-        Filter::And(..) => filter
-            .chain_operands()
-            .into_iter()
-            .all(|f| eval(ctx, scope, f)),
-        Filter::Or(..) => filter
-            .chain_operands()
-            .into_iter()
-            .any(|f| eval(ctx, scope, f)),
+        Filter::And(..) => filter.chain_operands().into_iter().all(|f| eval(ctx, scope, f)),
+        Filter::Or(..) => filter.chain_operands().into_iter().any(|f| eval(ctx, scope, f)),
         Filter::Not(inner) => !eval(ctx, scope, inner),
         Filter::ValuePath(path, inner) => {
             // Value paths do not nest (the parser rejects it), so inside an element: no match.
@@ -218,11 +200,8 @@ fn attribute_value<'v>(resource: &'v Value, resolved: &ResolvedAttr<'_>) -> Opti
 /// attribute names are case-insensitive (RFC 7643 §2.1) and stored JSON may not be canonical.
 fn get_key<'v>(object: &'v Value, key: &str) -> Option<&'v Value> {
     let map = object.as_object()?;
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(key))
-            .map(|(_, value)| value)
-    })
+    map.get(key)
+        .or_else(|| map.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| value))
 }
 
 /// A multi-valued attribute's elements, or a single value as a one-element slice.
@@ -235,11 +214,7 @@ fn as_values(value: &Value) -> &[Value] {
 }
 
 fn non_null(value: Option<&Value>) -> impl Iterator<Item = &Value> {
-    value
-        .map(as_values)
-        .unwrap_or_default()
-        .iter()
-        .filter(|v| !v.is_null())
+    value.map(as_values).unwrap_or_default().iter().filter(|v| !v.is_null())
 }
 
 fn is_present(value: &Value) -> bool {
@@ -255,21 +230,13 @@ fn is_present(value: &Value) -> bool {
 
 /// Any-value semantics for multi-valued attributes, plus the absent-attribute rules of `ne` and
 /// `null` described in the module docs.
-fn compare_values(
-    leaf: &AttributeDef,
-    op: CompareOp,
-    expected: &CompValue,
-    values: &[&Value],
-) -> bool {
+fn compare_values(leaf: &AttributeDef, op: CompareOp, expected: &CompValue, values: &[&Value]) -> bool {
     match (op, expected) {
         (CompareOp::Eq, CompValue::Null) => values.is_empty(),
         (CompareOp::Ne, CompValue::Null) => !values.is_empty(),
         (_, CompValue::Null) => false,
         (CompareOp::Ne, _) => {
-            values.is_empty()
-                || values
-                    .iter()
-                    .any(|v| !compare(leaf, CompareOp::Eq, expected, v))
+            values.is_empty() || values.iter().any(|v| !compare(leaf, CompareOp::Eq, expected, v))
         }
         _ => values.iter().any(|v| compare(leaf, op, expected, v)),
     }
@@ -366,21 +333,16 @@ fn compare_numbers(actual: &Number, expected: &Number) -> Option<Ordering> {
 // ----- validation -------------------------------------------------------------------------
 
 /// `parent` is the multi-valued attribute whose value filter is being validated, if any.
-fn validate_in(
-    ctx: &EvalContext<'_>,
-    parent: Option<&AttributeDef>,
-    filter: &Filter,
-) -> ScimResult<()> {
+fn validate_in(ctx: &EvalContext<'_>, parent: Option<&AttributeDef>, filter: &Filter) -> ScimResult<()> {
     match filter {
         Filter::Present(path) => validate_path(ctx, parent, path).map(|_| ()),
         Filter::Compare(path, op, _) => {
             let leaf = validate_path(ctx, parent, path)?;
             validate_comparison(path, leaf, *op)
         }
-        Filter::And(..) | Filter::Or(..) => filter
-            .chain_operands()
-            .into_iter()
-            .try_for_each(|f| validate_in(ctx, parent, f)),
+        Filter::And(..) | Filter::Or(..) => {
+            filter.chain_operands().into_iter().try_for_each(|f| validate_in(ctx, parent, f))
+        }
         Filter::Not(inner) => validate_in(ctx, parent, inner),
         Filter::ValuePath(path, inner) => {
             if let Some(parent) = parent {
@@ -427,11 +389,7 @@ fn validate_path<'d>(
         )));
     }
     parent.sub_attribute(&path.name).ok_or_else(|| {
-        let known: Vec<&str> = parent
-            .sub_attributes
-            .iter()
-            .map(|sub| sub.name.as_str())
-            .collect();
+        let known: Vec<&str> = parent.sub_attributes.iter().map(|sub| sub.name.as_str()).collect();
         invalid(format!(
             "\"{}\" is not a sub-attribute of \"{}\" (known: {})",
             path.name,
@@ -442,30 +400,20 @@ fn validate_path<'d>(
 }
 
 fn resolve_or_reject<'d>(ctx: &EvalContext<'d>, path: &AttrPath) -> ScimResult<ResolvedAttr<'d>> {
-    resolve(ctx, path).ok_or_else(|| {
-        invalid(format!(
-            "unknown attribute \"{path}\" for {} resources",
-            ctx.kind.name()
-        ))
-    })
+    resolve(ctx, path)
+        .ok_or_else(|| invalid(format!("unknown attribute \"{path}\" for {} resources", ctx.kind.name())))
 }
 
 fn validate_comparison(path: &AttrPath, leaf: &AttributeDef, op: CompareOp) -> ScimResult<()> {
     if leaf.attr_type == AttrType::Complex {
-        let example = leaf
-            .sub_attributes
-            .first()
-            .map_or("", |sub| sub.name.as_str());
+        let example = leaf.sub_attributes.first().map_or("", |sub| sub.name.as_str());
         return Err(invalid(format!(
             "\"{path}\" is a complex attribute and cannot be compared with \"{op}\"; compare one \
              of its sub-attributes, e.g. \"{}.{example}\"",
             leaf.name
         )));
     }
-    let ordering = matches!(
-        op,
-        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
-    );
+    let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
     if ordering && leaf.attr_type == AttrType::Boolean {
         return Err(invalid(format!(
             "\"{op}\" cannot be used with the boolean attribute \"{path}\"; use eq or ne"
@@ -566,11 +514,7 @@ mod tests {
         let registry = registry();
         let user = user();
         for (text, expected) in cases {
-            assert_eq!(
-                check(&registry, ResourceKind::User, &user, text),
-                *expected,
-                "{text}"
-            );
+            assert_eq!(check(&registry, ResourceKind::User, &user, text), *expected, "{text}");
         }
     }
 
@@ -578,11 +522,7 @@ mod tests {
         let registry = registry();
         let group = group();
         for (text, expected) in cases {
-            assert_eq!(
-                check(&registry, ResourceKind::Group, &group, text),
-                *expected,
-                "{text}"
-            );
+            assert_eq!(check(&registry, ResourceKind::Group, &group, text), *expected, "{text}");
         }
     }
 
@@ -596,14 +536,8 @@ mod tests {
             (r#"id eq "2819C223-7F76-453A-919D-413861904646""#, false),
             (r#"externalId eq "Bjensen-EXT""#, true),
             (r#"externalId eq "bjensen-ext""#, false),
-            (
-                r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "gold""#,
-                false,
-            ),
-            (
-                r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "Gold""#,
-                true,
-            ),
+            (r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "gold""#, false),
+            (r#"urn:example:params:scim:schemas:extension:custom:1.0:User:badge eq "Gold""#, true),
         ]);
     }
 
@@ -632,11 +566,7 @@ mod tests {
             (r#"displayName eq "σοφια""#, true),
             (r#"displayName gt "σοφ""#, true),
         ] {
-            assert_eq!(
-                check(&registry, ResourceKind::User, &user, text),
-                expected,
-                "{text}"
-            );
+            assert_eq!(check(&registry, ResourceKind::User, &user, text), expected, "{text}");
         }
     }
 
@@ -696,10 +626,7 @@ mod tests {
             (r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, true),
             (r#"meta.lastModified gt "2011-05-13T04:42:35Z""#, false),
             (r#"meta.lastModified lt "2011-05-13T06:42:35+02:00""#, true),
-            (
-                r#"meta.lastModified eq "2011-05-13T06:42:34.123+02:00""#,
-                true,
-            ),
+            (r#"meta.lastModified eq "2011-05-13T06:42:34.123+02:00""#, true),
             (r#"meta.created ge "2010-01-23T04:56:22Z""#, true),
             (r#"meta.created le "2010-01-23T04:56:21.999Z""#, false),
             (r#"meta.created eq "2010-01-23T04:56:22""#, true),
@@ -747,14 +674,8 @@ mod tests {
             ("emails.display pr", false),
             ("name pr", true),
             ("name.middleName pr", false),
-            (
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager pr",
-                true,
-            ),
-            (
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter pr",
-                false,
-            ),
+            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager pr", true),
+            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter pr", false),
             ("addresses pr", false),
         ]);
         let registry = registry();
@@ -801,39 +722,20 @@ mod tests {
         ]);
         let registry = registry();
         let sloppy = json!({"UserName": "x", "EMAILS": [{"Value": "a@b.c"}]});
-        assert!(check(
-            &registry,
-            ResourceKind::User,
-            &sloppy,
-            r#"userName eq "x""#
-        ));
-        assert!(check(
-            &registry,
-            ResourceKind::User,
-            &sloppy,
-            r#"emails[value eq "a@b.c"]"#
-        ));
+        assert!(check(&registry, ResourceKind::User, &sloppy, r#"userName eq "x""#));
+        assert!(check(&registry, ResourceKind::User, &sloppy, r#"emails[value eq "a@b.c"]"#));
     }
 
     #[test]
     fn urn_prefixed_paths_reach_core_and_extension_attributes() {
         user_cases(&[
-            (
-                r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName eq "barbara""#,
-                true,
-            ),
-            (
-                r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#,
-                true,
-            ),
+            (r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName eq "barbara""#, true),
+            (r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#, true),
             (
                 r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#,
                 true,
             ),
-            (
-                r#"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:department co "tour""#,
-                true,
-            ),
+            (r#"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:department co "tour""#, true),
             (
                 r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87e4-49d8ca9f808d""#,
                 true,
@@ -854,20 +756,11 @@ mod tests {
             (r#"emails[type eq "home" or primary eq true]"#, true),
             (r#"emails[not (type eq "work")]"#, true),
             (r#"emails[type eq "other"]"#, false),
-            (
-                r#"emails[type eq "work"].value eq "bjensen@example.com""#,
-                true,
-            ),
-            (
-                r#"emails[type eq "work"].value eq "babs@jensen.org""#,
-                false,
-            ),
+            (r#"emails[type eq "work"].value eq "bjensen@example.com""#, true),
+            (r#"emails[type eq "work"].value eq "babs@jensen.org""#, false),
             (r#"emails[type eq "home"].value eq "BABS@jensen.org""#, true),
             (r#"emails[type eq "work"] and userName sw "bj""#, true),
-            (
-                r#"urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq "home"]"#,
-                true,
-            ),
+            (r#"urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq "home"]"#, true),
             (r#"phoneNumbers[type pr]"#, false),
             (r#"emails[nosuch eq "x"]"#, false),
             (r#"emails[nosuch ne "x"]"#, false),
@@ -891,18 +784,9 @@ mod tests {
         group_cases(&[
             (r#"displayName eq "tour guides""#, true),
             (r#"displayName eq "Tour""#, false),
-            (
-                r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#,
-                true,
-            ),
-            (
-                r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#,
-                false,
-            ),
-            (
-                r#"members.value eq "902c246b-6245-4190-8e05-00816be7344a""#,
-                true,
-            ),
+            (r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#, true),
+            (r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#, false),
+            (r#"members.value eq "902c246b-6245-4190-8e05-00816be7344a""#, true),
             (r#"members eq "902c246b-6245-4190-8e05-00816be7344a""#, true),
             (r#"id eq "e9e30dba-f08f-4109-8486-d5c6a331660a""#, true),
             (r#"userName eq "x""#, false),
@@ -912,10 +796,7 @@ mod tests {
     #[test]
     fn a_single_element_is_matched_against_sub_attribute_paths() {
         let registry = registry();
-        let ctx = EvalContext {
-            registry: &registry,
-            kind: ResourceKind::User,
-        };
+        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
         let Some(emails) = registry.core_attribute(ResourceKind::User, "emails") else {
             panic!("emails is a standard attribute");
         };
@@ -923,10 +804,7 @@ mod tests {
         let inner = |text: &str| parse_filter(text).map_err(|e| e.detail);
         let hits = |text: &str| inner(text).map(|f| matches_element(&ctx, emails, &f, &element));
         assert_eq!(hits(r#"type eq "WORK""#), Ok(true));
-        assert_eq!(
-            hits(r#"value eq "a@b.example" and primary eq true"#),
-            Ok(true)
-        );
+        assert_eq!(hits(r#"value eq "a@b.example" and primary eq true"#), Ok(true));
         assert_eq!(hits(r#"type eq "home""#), Ok(false));
         assert_eq!(hits(r#"display pr"#), Ok(false));
         assert_eq!(hits(r#"emails.type eq "work""#), Ok(false));
@@ -937,10 +815,7 @@ mod tests {
     fn resolution_agrees_with_the_registry() {
         let registry = registry();
         for kind in [ResourceKind::User, ResourceKind::Group] {
-            let ctx = EvalContext {
-                registry: &registry,
-                kind,
-            };
+            let ctx = EvalContext { registry: &registry, kind };
             for text in [
                 "userName pr",
                 "NAME.GIVENNAME pr",
@@ -960,9 +835,7 @@ mod tests {
                     panic!("{text:?} is a presence filter");
                 };
                 let ours = resolve(&ctx, &path).map(|r| (r.home, r.dotted()));
-                let theirs = registry
-                    .resolve(kind, &path.to_string())
-                    .map(|r| (r.home, r.dotted()));
+                let theirs = registry.resolve(kind, &path.to_string()).map(|r| (r.home, r.dotted()));
                 assert_eq!(ours, theirs, "{text} for {kind:?}");
             }
         }
@@ -971,14 +844,7 @@ mod tests {
     fn validation(kind: ResourceKind, text: &str) -> Result<(), String> {
         let registry = registry();
         let filter = parse_filter(text).map_err(|e| e.detail)?;
-        validate(
-            &EvalContext {
-                registry: &registry,
-                kind,
-            },
-            &filter,
-        )
-        .map_err(|error| {
+        validate(&EvalContext { registry: &registry, kind }, &filter).map_err(|error| {
             assert_eq!(error.scim_type, Some(crate::ScimType::InvalidFilter));
             error.detail
         })
@@ -997,13 +863,7 @@ mod tests {
         ] {
             assert_eq!(validation(ResourceKind::User, text), Ok(()), "{text}");
         }
-        assert_eq!(
-            validation(
-                ResourceKind::Group,
-                r#"members[value eq "x"] or displayName pr"#
-            ),
-            Ok(())
-        );
+        assert_eq!(validation(ResourceKind::Group, r#"members[value eq "x"] or displayName pr"#), Ok(()));
     }
 
     #[test]
@@ -1043,10 +903,7 @@ mod tests {
                 Box::new(Filter::Present(AttrPath::simple("y"))),
             )),
         );
-        let ctx = EvalContext {
-            registry: &registry,
-            kind: ResourceKind::User,
-        };
+        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
         assert!(validate(&ctx, &nested).is_err_and(|e| e.detail.contains("cannot be nested")));
         assert!(!matches(&ctx, &nested, &user()));
     }
@@ -1055,7 +912,8 @@ mod tests {
     fn validation_rejects_ordering_booleans_and_comparing_complex_attributes() {
         assert_eq!(
             validation(ResourceKind::User, r#"active gt "x""#),
-            Err(r#"invalid filter: "gt" cannot be used with the boolean attribute "active"; use eq or ne"#.into())
+            Err(r#"invalid filter: "gt" cannot be used with the boolean attribute "active"; use eq or ne"#
+                .into())
         );
         assert!(validation(ResourceKind::User, r#"emails[primary le "x"]"#).is_err());
         assert!(
@@ -1068,11 +926,7 @@ mod tests {
 
     #[test]
     fn complexity_counts_nodes() {
-        let count = |text: &str| {
-            parse_filter(text)
-                .map(|f| complexity(&f))
-                .map_err(|e| e.detail)
-        };
+        let count = |text: &str| parse_filter(text).map(|f| complexity(&f)).map_err(|e| e.detail);
         assert_eq!(count("a pr"), Ok(1));
         assert_eq!(count("a pr and b pr or c pr"), Ok(5));
         assert_eq!(count(r#"not (emails[type eq "work"].value eq "x")"#), Ok(5));
@@ -1091,18 +945,12 @@ mod tests {
             Err(error) => panic!("{}", error.detail),
         };
         let registry = registry();
-        let ctx = EvalContext {
-            registry: &registry,
-            kind: ResourceKind::User,
-        };
+        let ctx = EvalContext { registry: &registry, kind: ResourceKind::User };
         assert!(matches(&ctx, &chain, &user()));
         assert_eq!(validate(&ctx, &chain), Ok(()));
         assert_eq!(complexity(&chain), 2 * units + 1);
         assert_eq!(chain.to_string(), text);
-        assert_eq!(
-            crate::filter::plan(&ctx, &chain),
-            crate::filter::QueryPlan::Scan
-        );
+        assert_eq!(crate::filter::plan(&ctx, &chain), crate::filter::QueryPlan::Scan);
         let ands = format!("{}userName pr", "title pr and ".repeat(units - units / 10));
         let chain = parse_filter(&ands).map_err(|e| e.detail);
         assert_eq!(chain.map(|f| matches(&ctx, &f, &user())), Ok(false));

@@ -47,11 +47,6 @@ pub fn matches(ctx: &EvalContext<'_>, filter: &Filter, resource: &Value) -> bool
 
 /// Does one element of the multi-valued complex attribute `attr` match `filter`, whose attribute
 /// paths name sub-attributes of `attr` (as inside `emails[...]`)?
-pub fn matches_element(
-    ctx: &EvalContext<'_>,
-    attr: &AttributeDef,
-    filter: &Filter,
-    element: &Value,
-) -> bool {
+pub fn matches_element(ctx: &EvalContext<'_>, attr: &AttributeDef, filter: &Filter, element: &Value) -> bool {
     eval::matches_element(ctx, attr, filter, element)
 }

@@ -102,13 +102,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, grammar: Grammar) -> ScimResult<Self> {
-        let parser = Parser {
-            src,
-            pos: 0,
-            peeked: None,
-            depth: 0,
-            grammar,
-        };
+        let parser = Parser { src, pos: 0, peeked: None, depth: 0, grammar };
         let what = match grammar {
             Grammar::Filter => "filter",
             Grammar::Path => "path",
@@ -139,9 +133,9 @@ impl<'a> Parser<'a> {
     fn error(&self, at: usize, reason: impl fmt::Display) -> ScimError {
         let position = self.position_of(at);
         match self.grammar {
-            Grammar::Filter => ScimError::invalid_filter(format!(
-                "invalid filter at position {position}: {reason}"
-            )),
+            Grammar::Filter => {
+                ScimError::invalid_filter(format!("invalid filter at position {position}: {reason}"))
+            }
             Grammar::Path => {
                 ScimError::invalid_path(format!("invalid path at position {position}: {reason}"))
             }
@@ -150,29 +144,19 @@ impl<'a> Parser<'a> {
 
     /// The 1-based character position of byte offset `at`: what a client sees in its editor.
     fn position_of(&self, at: usize) -> usize {
-        self.src
-            .get(..at)
-            .map_or(at, |prefix| prefix.chars().count())
-            + 1
+        self.src.get(..at).map_or(at, |prefix| prefix.chars().count()) + 1
     }
 
     /// "`expected`, found `token`" at the token.
     fn unexpected(&self, token: &Token<'_>, expected: &str) -> ScimError {
-        self.error(
-            token.start,
-            format!("{expected}, found {}", self.describe(token)),
-        )
+        self.error(token.start, format!("{expected}, found {}", self.describe(token)))
     }
 
     /// How a token reads in a message: its source text, shortened, with its kind.
     fn describe(&self, token: &Token<'_>) -> String {
         let text = self.src.get(token.start..token.end).unwrap_or("");
         let short: String = text.chars().take(40).collect();
-        let short = if short.len() < text.len() {
-            format!("{short}...")
-        } else {
-            short
-        };
+        let short = if short.len() < text.len() { format!("{short}...") } else { short };
         match token.tok {
             Tok::End => "the end of the input".to_owned(),
             Tok::Word(_) => format!("{short:?}"),
@@ -215,11 +199,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.pos;
         let Some(&first) = bytes.get(start) else {
-            return Ok(Token {
-                tok: Tok::End,
-                start,
-                end: start,
-            });
+            return Ok(Token { tok: Tok::End, start, end: start });
         };
         let tok = match first {
             b'(' | b')' | b'[' | b']' | b'.' => {
@@ -247,11 +227,7 @@ impl<'a> Parser<'a> {
                 return Err(self.error(start, format!("unexpected character{shown}")));
             }
         };
-        Ok(Token {
-            tok,
-            start,
-            end: self.pos,
-        })
+        Ok(Token { tok, start, end: self.pos })
     }
 
     /// Lexes a JSON string (RFC 8259 §7) starting at the opening quote.
@@ -303,10 +279,7 @@ impl<'a> Parser<'a> {
                 c if u32::from(c) < 0x20 => {
                     return Err(self.error(
                         body_start + offset,
-                        format!(
-                            "control character U+{:04X} must be escaped inside a string",
-                            u32::from(c)
-                        ),
+                        format!("control character U+{:04X} must be escaped inside a string", u32::from(c)),
                     ));
                 }
                 c => out.push(c),
@@ -316,17 +289,13 @@ impl<'a> Parser<'a> {
 
     /// Decodes the `XXXX` of a `\uXXXX` escape at `escape_at`, joining a UTF-16 surrogate pair
     /// written as two escapes.
-    fn unicode_escape(
-        &self,
-        chars: &mut std::str::CharIndices<'_>,
-        escape_at: usize,
-    ) -> ScimResult<char> {
+    fn unicode_escape(&self, chars: &mut std::str::CharIndices<'_>, escape_at: usize) -> ScimResult<char> {
         let high = self.hex4(chars, escape_at)?;
         let code = match high {
             0xD800..=0xDBFF => {
                 let low_at = escape_at + 6;
-                let is_escape = matches!(chars.next(), Some((_, '\\')))
-                    && matches!(chars.next(), Some((_, 'u')));
+                let is_escape =
+                    matches!(chars.next(), Some((_, '\\'))) && matches!(chars.next(), Some((_, 'u')));
                 if !is_escape {
                     return Err(self.error(
                         escape_at,
@@ -336,10 +305,9 @@ impl<'a> Parser<'a> {
                 }
                 let low = self.hex4(chars, low_at)?;
                 if !(0xDC00..=0xDFFF).contains(&low) {
-                    return Err(self.error(
-                        low_at,
-                        "invalid \\u escape: expected a low surrogate (\\uDC00-\\uDFFF)",
-                    ));
+                    return Err(
+                        self.error(low_at, "invalid \\u escape: expected a low surrogate (\\uDC00-\\uDFFF)")
+                    );
                 }
                 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
             }
@@ -358,15 +326,9 @@ impl<'a> Parser<'a> {
     fn hex4(&self, chars: &mut std::str::CharIndices<'_>, escape_at: usize) -> ScimResult<u32> {
         let mut code = 0;
         for _ in 0..4 {
-            let digit = chars
-                .next()
-                .and_then(|(_, c)| c.to_digit(16))
-                .ok_or_else(|| {
-                    self.error(
-                        escape_at,
-                        "invalid \\u escape: expected four hexadecimal digits",
-                    )
-                })?;
+            let digit = chars.next().and_then(|(_, c)| c.to_digit(16)).ok_or_else(|| {
+                self.error(escape_at, "invalid \\u escape: expected four hexadecimal digits")
+            })?;
             code = code * 16 + digit;
         }
         Ok(code)
@@ -413,13 +375,11 @@ impl<'a> Parser<'a> {
         }
         // `01`, `1x` or `1.2.3` are one malformed number, not a number followed by a word.
         if at(pos).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') {
-            return Err(invalid(
-                "not a JSON number (no leading zeros, letters or extra dots)",
-            ));
+            return Err(invalid("not a JSON number (no leading zeros, letters or extra dots)"));
         }
         let text = self.src.get(start..pos).unwrap_or("");
-        let number = json_number(text)
-            .ok_or_else(|| invalid("out of range for a 64-bit floating point number"))?;
+        let number =
+            json_number(text).ok_or_else(|| invalid("out of range for a 64-bit floating point number"))?;
         self.pos = pos;
         Ok(number)
     }
@@ -449,9 +409,7 @@ impl<'a> Parser<'a> {
         match token.tok {
             Tok::End => Ok(()),
             Tok::RParen => Err(self.error(token.start, "unbalanced ')': there is no '(' to close")),
-            Tok::RBracket => {
-                Err(self.error(token.start, "unbalanced ']': there is no '[' to close"))
-            }
+            Tok::RBracket => Err(self.error(token.start, "unbalanced ']': there is no '[' to close")),
             _ => Err(self.unexpected(&token, "expected \"and\", \"or\" or the end of the filter")),
         }
     }
@@ -495,10 +453,8 @@ impl<'a> Parser<'a> {
                 _ => self.parse_attr_expr(word, token.start, scope),
             },
             Tok::Word(word) => self.parse_attr_expr(word, token.start, scope),
-            _ => Err(self.unexpected(
-                &token,
-                "expected an attribute path, \"not (\" or '(' to start an expression",
-            )),
+            _ => Err(self
+                .unexpected(&token, "expected an attribute path, \"not (\" or '(' to start an expression")),
         }
     }
 
@@ -527,10 +483,8 @@ impl<'a> Parser<'a> {
         }
         if scope == Scope::ValueFilter {
             let bracket = self.peek()?.start;
-            return Err(self.error(
-                bracket,
-                "value filters cannot be nested: inside '[...]' name sub-attributes only",
-            ));
+            return Err(self
+                .error(bracket, "value filters cannot be nested: inside '[...]' name sub-attributes only"));
         }
         let mut inner = self.parse_value_filter(&path)?;
         if self.peek()?.tok == Tok::Dot {
@@ -540,14 +494,7 @@ impl<'a> Parser<'a> {
             self.next()?;
             let sub_at = self.peek()?.start;
             let sub = self.sub_attr_after_bracket()?;
-            let condition = self.parse_condition(
-                AttrPath {
-                    urn: None,
-                    name: sub,
-                    sub: None,
-                },
-                sub_at,
-            )?;
+            let condition = self.parse_condition(AttrPath { urn: None, name: sub, sub: None }, sub_at)?;
             inner = Filter::And(Box::new(inner), Box::new(condition));
         }
         Ok(Filter::ValuePath(path, Box::new(inner)))
@@ -606,10 +553,7 @@ impl<'a> Parser<'a> {
             if path.urn.is_none() && path.sub.is_none() && is_operator_word(&path.name) {
                 return Err(self.error(
                     path_at,
-                    format!(
-                        "expected an attribute path before the operator \"{}\"",
-                        path.name
-                    ),
+                    format!("expected an attribute path before the operator \"{}\"", path.name),
                 ));
             }
             let expected = format!("expected a comparison operator ({OPERATOR_LIST})");
@@ -641,10 +585,7 @@ impl<'a> Parser<'a> {
                 ));
             }
         };
-        let ordering = matches!(
-            op,
-            CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
-        );
+        let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
         if ordering && matches!(value, CompValue::Bool(_) | CompValue::Null) {
             return Err(self.error(
                 value_token.start,
@@ -662,19 +603,14 @@ impl<'a> Parser<'a> {
         let next = self.peek()?;
         let is_value = match next.tok {
             Tok::Str(_) | Tok::Num(_) => true,
-            Tok::Word(w) => ["true", "false", "null"]
-                .iter()
-                .any(|v| w.eq_ignore_ascii_case(v)),
+            Tok::Word(w) => ["true", "false", "null"].iter().any(|v| w.eq_ignore_ascii_case(v)),
             _ => false,
         };
         if is_value {
             let next = next.clone();
             return Err(self.error(
                 next.start,
-                format!(
-                    "the \"pr\" operator takes no value, found {}",
-                    self.describe(&next)
-                ),
+                format!("the \"pr\" operator takes no value, found {}", self.describe(&next)),
             ));
         }
         Ok(())
@@ -696,10 +632,9 @@ impl<'a> Parser<'a> {
             None => (rest, None),
         };
         if name.is_empty() && urn.is_some() {
-            return Err(self.error(
-                rest_at,
-                format!("missing attribute name after the schema URN in \"{word}\""),
-            ));
+            return Err(
+                self.error(rest_at, format!("missing attribute name after the schema URN in \"{word}\""))
+            );
         }
         if !is_attr_name(name) {
             return Err(self.error(
@@ -722,11 +657,7 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        Ok(AttrPath {
-            urn: urn.map(str::to_owned),
-            name: name.to_owned(),
-            sub: sub.map(str::to_owned),
-        })
+        Ok(AttrPath { urn: urn.map(str::to_owned), name: name.to_owned(), sub: sub.map(str::to_owned) })
     }
 }
 
@@ -743,10 +674,7 @@ fn json_number(text: &str) -> Option<Number> {
             return Some(Number::from(value));
         }
     }
-    text.parse::<f64>()
-        .ok()
-        .filter(|value| value.is_finite())
-        .and_then(Number::from_f64)
+    text.parse::<f64>().ok().filter(|value| value.is_finite()).and_then(Number::from_f64)
 }
 
 /// Characters of attribute paths: name characters plus the ':' and '.' of URNs and sub-attributes
@@ -767,9 +695,7 @@ pub(crate) fn is_attr_name(name: &str) -> bool {
 
 fn parse_operator(word: &str) -> Option<CompareOp> {
     use CompareOp::*;
-    [Eq, Ne, Co, Sw, Ew, Gt, Ge, Lt, Le]
-        .into_iter()
-        .find(|op| word.eq_ignore_ascii_case(op.as_str()))
+    [Eq, Ne, Co, Sw, Ew, Gt, Ge, Lt, Le].into_iter().find(|op| word.eq_ignore_ascii_case(op.as_str()))
 }
 
 fn is_operator_word(word: &str) -> bool {
@@ -836,10 +762,7 @@ mod tests {
 
     #[test]
     fn a_username_equality_parses_to_one_comparison() {
-        assert_eq!(
-            parse(r#"userName eq "bjensen""#),
-            cmp(path("userName"), CompareOp::Eq, text("bjensen"))
-        );
+        assert_eq!(parse(r#"userName eq "bjensen""#), cmp(path("userName"), CompareOp::Eq, text("bjensen")));
     }
 
     #[test]
@@ -855,11 +778,7 @@ mod tests {
         );
         assert_eq!(
             parse(r#"id eq "2819c223-7f76-453a-919d-413861904646""#),
-            cmp(
-                path("id"),
-                CompareOp::Eq,
-                text("2819c223-7f76-453a-919d-413861904646")
-            )
+            cmp(path("id"), CompareOp::Eq, text("2819c223-7f76-453a-919d-413861904646"))
         );
     }
 
@@ -876,38 +795,23 @@ mod tests {
             ("lt", CompareOp::Lt),
             ("le", CompareOp::Le),
         ] {
-            assert_eq!(
-                parse(&format!("title {word} \"x\"")),
-                cmp(path("title"), op, text("x"))
-            );
+            assert_eq!(parse(&format!("title {word} \"x\"")), cmp(path("title"), op, text("x")));
         }
         assert_eq!(parse("title pr"), Filter::Present(path("title")));
     }
 
     #[test]
     fn operators_and_keywords_are_case_insensitive() {
-        assert_eq!(
-            parse(r#"displayName Eq "x""#),
-            cmp(path("displayName"), CompareOp::Eq, text("x"))
-        );
+        assert_eq!(parse(r#"displayName Eq "x""#), cmp(path("displayName"), CompareOp::Eq, text("x")));
         assert_eq!(
             parse("title PR AND nickName Pr OR NOT (active EQ TRUE)"),
             or(
-                and(
-                    Filter::Present(path("title")),
-                    Filter::Present(path("nickName"))
-                ),
+                and(Filter::Present(path("title")), Filter::Present(path("nickName"))),
                 not(cmp(path("active"), CompareOp::Eq, CompValue::Bool(true)))
             )
         );
-        assert_eq!(
-            parse("x eq FALSE"),
-            cmp(path("x"), CompareOp::Eq, CompValue::Bool(false))
-        );
-        assert_eq!(
-            parse("x eq Null"),
-            cmp(path("x"), CompareOp::Eq, CompValue::Null)
-        );
+        assert_eq!(parse("x eq FALSE"), cmp(path("x"), CompareOp::Eq, CompValue::Bool(false)));
+        assert_eq!(parse("x eq Null"), cmp(path("x"), CompareOp::Eq, CompValue::Null));
     }
 
     #[test]
@@ -915,27 +819,15 @@ mod tests {
         let one = cmp(path("a"), CompareOp::Eq, num(json!(1)));
         let two = cmp(path("b"), CompareOp::Eq, num(json!(2)));
         let three = cmp(path("c"), CompareOp::Eq, num(json!(3)));
-        assert_eq!(
-            parse("a eq 1 or b eq 2 and c eq 3"),
-            or(one.clone(), and(two.clone(), three.clone()))
-        );
-        assert_eq!(
-            parse("a eq 1 and b eq 2 or c eq 3"),
-            or(and(one.clone(), two.clone()), three.clone())
-        );
-        assert_eq!(
-            parse("(a eq 1 or b eq 2) and c eq 3"),
-            and(or(one, two), three)
-        );
+        assert_eq!(parse("a eq 1 or b eq 2 and c eq 3"), or(one.clone(), and(two.clone(), three.clone())));
+        assert_eq!(parse("a eq 1 and b eq 2 or c eq 3"), or(and(one.clone(), two.clone()), three.clone()));
+        assert_eq!(parse("(a eq 1 or b eq 2) and c eq 3"), and(or(one, two), three));
     }
 
     #[test]
     fn chains_of_one_connective_nest_to_the_left() {
         let [a, b, c] = ["a", "b", "c"].map(|name| Filter::Present(path(name)));
-        assert_eq!(
-            parse("a pr and b pr and c pr"),
-            and(and(a.clone(), b.clone()), c.clone())
-        );
+        assert_eq!(parse("a pr and b pr and c pr"), and(and(a.clone(), b.clone()), c.clone()));
         assert_eq!(parse("a pr or (b pr or c pr)"), or(a, or(b, c)));
     }
 
@@ -950,10 +842,7 @@ mod tests {
     fn not_negates_a_parenthesized_filter() {
         assert_eq!(
             parse(r#"not (userName eq "x" or title pr)"#),
-            not(or(
-                cmp(path("userName"), CompareOp::Eq, text("x")),
-                Filter::Present(path("title"))
-            ))
+            not(or(cmp(path("userName"), CompareOp::Eq, text("x")), Filter::Present(path("title"))))
         );
     }
 
@@ -962,10 +851,7 @@ mod tests {
         assert_eq!(parse("not pr"), Filter::Present(path("not")));
         assert_eq!(
             parse("and eq 1 and or pr"),
-            and(
-                cmp(path("and"), CompareOp::Eq, num(json!(1))),
-                Filter::Present(path("or"))
-            )
+            and(cmp(path("and"), CompareOp::Eq, num(json!(1))), Filter::Present(path("or")))
         );
     }
 
@@ -1009,10 +895,7 @@ mod tests {
             parse(r#"emails[type eq "work"].value pr"#),
             Filter::ValuePath(
                 path("emails"),
-                Box::new(and(
-                    cmp(path("type"), CompareOp::Eq, text("work")),
-                    Filter::Present(path("value"))
-                ))
+                Box::new(and(cmp(path("type"), CompareOp::Eq, text("work")), Filter::Present(path("value"))))
             )
         );
     }
@@ -1021,11 +904,7 @@ mod tests {
     fn sub_attributes_and_urn_prefixes_split_at_the_last_colon() {
         assert_eq!(
             parse(r#"name.familyName co "O'Malley""#),
-            cmp(
-                AttrPath::with_sub("name", "familyName"),
-                CompareOp::Co,
-                text("O'Malley")
-            )
+            cmp(AttrPath::with_sub("name", "familyName"), CompareOp::Co, text("O'Malley"))
         );
         let core = parse(r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName eq "B""#);
         assert_eq!(
@@ -1044,11 +923,7 @@ mod tests {
         assert_eq!(
             employee,
             cmp(
-                AttrPath {
-                    urn: Some(ENTERPRISE.into()),
-                    name: "employeeNumber".into(),
-                    sub: None
-                },
+                AttrPath { urn: Some(ENTERPRISE.into()), name: "employeeNumber".into(), sub: None },
                 CompareOp::Eq,
                 text("701984")
             )
@@ -1073,34 +948,16 @@ mod tests {
                 Box::new(cmp(path("$ref"), CompareOp::Eq, text("https://x/Users/1")))
             )
         );
-        assert_eq!(
-            parse("x-custom_attr9 pr"),
-            Filter::Present(path("x-custom_attr9"))
-        );
+        assert_eq!(parse("x-custom_attr9 pr"), Filter::Present(path("x-custom_attr9")));
     }
 
     #[test]
     fn json_numbers_parse_as_integers_decimals_and_exponents() {
-        assert_eq!(
-            parse("n eq 42"),
-            cmp(path("n"), CompareOp::Eq, num(json!(42)))
-        );
-        assert_eq!(
-            parse("n eq -7"),
-            cmp(path("n"), CompareOp::Eq, num(json!(-7)))
-        );
-        assert_eq!(
-            parse("n gt 0.5"),
-            cmp(path("n"), CompareOp::Gt, num(json!(0.5)))
-        );
-        assert_eq!(
-            parse("n lt 1.5E3"),
-            cmp(path("n"), CompareOp::Lt, num(json!(1500.0)))
-        );
-        assert_eq!(
-            parse("n le -2e-2"),
-            cmp(path("n"), CompareOp::Le, num(json!(-0.02)))
-        );
+        assert_eq!(parse("n eq 42"), cmp(path("n"), CompareOp::Eq, num(json!(42))));
+        assert_eq!(parse("n eq -7"), cmp(path("n"), CompareOp::Eq, num(json!(-7))));
+        assert_eq!(parse("n gt 0.5"), cmp(path("n"), CompareOp::Gt, num(json!(0.5))));
+        assert_eq!(parse("n lt 1.5E3"), cmp(path("n"), CompareOp::Lt, num(json!(1500.0))));
+        assert_eq!(parse("n le -2e-2"), cmp(path("n"), CompareOp::Le, num(json!(-0.02))));
         // Beyond 64-bit integers numbers become floating point rather than errors.
         assert_eq!(
             parse("n eq 18446744073709551616"),
@@ -1112,11 +969,7 @@ mod tests {
     fn strings_decode_every_json_escape() {
         assert_eq!(
             parse(r#"x eq "q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83d\ude00 ü""#),
-            cmp(
-                path("x"),
-                CompareOp::Eq,
-                text("q\" b\\ s/ \u{8}\u{c}\n\r\t é 😀 ü")
-            )
+            cmp(path("x"), CompareOp::Eq, text("q\" b\\ s/ \u{8}\u{c}\n\r\t é 😀 ü"))
         );
     }
 
@@ -1132,10 +985,7 @@ mod tests {
     #[test]
     fn positions_count_characters_not_bytes() {
         let detail = error(r#"displayName eq "Zoë" and € pr"#);
-        assert!(
-            detail.starts_with("invalid filter at position 26: unexpected character '€'"),
-            "{detail}"
-        );
+        assert!(detail.starts_with("invalid filter at position 26: unexpected character '€'"), "{detail}");
     }
 
     #[test]
@@ -1239,25 +1089,13 @@ mod tests {
 
     #[test]
     fn nesting_beyond_the_limit_is_rejected_without_overflowing_the_stack() {
-        let ok = format!(
-            "{}title pr{}",
-            "(".repeat(MAX_NESTING),
-            ")".repeat(MAX_NESTING)
-        );
+        let ok = format!("{}title pr{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
         assert_eq!(parse(&ok), Filter::Present(path("title")));
-        let deep = format!(
-            "{}title pr{}",
-            "(".repeat(MAX_NESTING + 1),
-            ")".repeat(MAX_NESTING + 1)
-        );
+        let deep = format!("{}title pr{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
         assert!(error(&deep).contains("too deeply nested"));
         // The 51st `not (` starts at character 251; its parenthesis is at 255.
         let nots = format!("{}title pr{}", "not (".repeat(60), ")".repeat(60));
-        assert!(
-            error(&nots).contains("position 255: too deeply nested"),
-            "{}",
-            error(&nots)
-        );
+        assert!(error(&nots).contains("position 255: too deeply nested"), "{}", error(&nots));
         let unclosed = "(".repeat(MAX_FILTER_LEN);
         assert!(error(&unclosed).contains("too deeply nested"));
     }
@@ -1325,21 +1163,10 @@ mod tests {
             Ok(path) => path,
             Err(error) => panic!("{text:?}: {}", error.detail),
         };
-        assert_eq!(
-            parse_path("members"),
-            PatchPath {
-                attr: path("members"),
-                filter: None,
-                sub: None
-            }
-        );
+        assert_eq!(parse_path("members"), PatchPath { attr: path("members"), filter: None, sub: None });
         assert_eq!(
             parse_path("name.givenName"),
-            PatchPath {
-                attr: AttrPath::with_sub("name", "givenName"),
-                filter: None,
-                sub: None
-            }
+            PatchPath { attr: AttrPath::with_sub("name", "givenName"), filter: None, sub: None }
         );
         assert_eq!(
             parse_path(r#"members[value eq "2819c223"]"#),
@@ -1359,19 +1186,11 @@ mod tests {
         );
         assert_eq!(
             parse_path(&format!("{ENTERPRISE}:employeeNumber")).attr,
-            AttrPath {
-                urn: Some(ENTERPRISE.into()),
-                name: "employeeNumber".into(),
-                sub: None
-            }
+            AttrPath { urn: Some(ENTERPRISE.into()), name: "employeeNumber".into(), sub: None }
         );
         assert_eq!(
             parse_path(&format!("{ENTERPRISE}:manager.value")).attr,
-            AttrPath {
-                urn: Some(ENTERPRISE.into()),
-                name: "manager".into(),
-                sub: Some("value".into()),
-            }
+            AttrPath { urn: Some(ENTERPRISE.into()), name: "manager".into(), sub: Some("value".into()) }
         );
     }
 

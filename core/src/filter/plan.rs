@@ -58,10 +58,7 @@ impl IndexLookup {
     /// Whether the attribute is `caseExact` in the standard schemas: a store writing index entries
     /// must fold stored values with `index_key_for(lookup.case_exact(), value)`.
     pub fn case_exact(&self) -> bool {
-        matches!(
-            self,
-            IndexLookup::Id(_) | IndexLookup::ExternalId(_) | IndexLookup::MemberValue(_)
-        )
+        matches!(self, IndexLookup::Id(_) | IndexLookup::ExternalId(_) | IndexLookup::MemberValue(_))
     }
 }
 
@@ -87,12 +84,7 @@ pub fn plan(ctx: &EvalContext<'_>, filter: &Filter) -> QueryPlan {
     match candidates(ctx, filter) {
         Some(lookups) => {
             let mut seen = HashSet::new();
-            QueryPlan::Lookup(
-                lookups
-                    .into_iter()
-                    .filter(|l| seen.insert(l.clone()))
-                    .collect(),
-            )
+            QueryPlan::Lookup(lookups.into_iter().filter(|l| seen.insert(l.clone())).collect())
         }
         None => QueryPlan::Scan,
     }
@@ -144,10 +136,7 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
             };
             let leaf = match resolved.sub {
                 Some(sub) => sub,
-                None => resolved
-                    .attr
-                    .sub_attribute("value")
-                    .unwrap_or(resolved.attr),
+                None => resolved.attr.sub_attribute("value").unwrap_or(resolved.attr),
             };
             probe(index, leaf.case_exact, value)
         }
@@ -164,18 +153,10 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
             let case_exact = resolved.attr.sub_attribute("value")?.case_exact;
             element_candidates(index, case_exact, inner)
         }
-        Filter::And(..) => best_conjunct(
-            filter
-                .chain_operands()
-                .into_iter()
-                .filter_map(|f| candidates(ctx, f)),
-        ),
-        Filter::Or(..) => union(
-            filter
-                .chain_operands()
-                .into_iter()
-                .map(|f| candidates(ctx, f)),
-        ),
+        Filter::And(..) => {
+            best_conjunct(filter.chain_operands().into_iter().filter_map(|f| candidates(ctx, f)))
+        }
+        Filter::Or(..) => union(filter.chain_operands().into_iter().map(|f| candidates(ctx, f))),
         Filter::Present(_) | Filter::Compare(..) | Filter::Not(_) => None,
     }
 }
@@ -184,24 +165,16 @@ fn candidates(ctx: &EvalContext<'_>, filter: &Filter) -> Option<Vec<IndexLookup>
 fn element_candidates(index: Index, case_exact: bool, inner: &Filter) -> Option<Vec<IndexLookup>> {
     match inner {
         Filter::Compare(path, CompareOp::Eq, value)
-            if path.urn.is_none()
-                && path.sub.is_none()
-                && path.name.eq_ignore_ascii_case("value") =>
+            if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("value") =>
         {
             probe(index, case_exact, value)
         }
         Filter::And(..) => best_conjunct(
-            inner
-                .chain_operands()
-                .into_iter()
-                .filter_map(|f| element_candidates(index, case_exact, f)),
+            inner.chain_operands().into_iter().filter_map(|f| element_candidates(index, case_exact, f)),
         ),
-        Filter::Or(..) => union(
-            inner
-                .chain_operands()
-                .into_iter()
-                .map(|f| element_candidates(index, case_exact, f)),
-        ),
+        Filter::Or(..) => {
+            union(inner.chain_operands().into_iter().map(|f| element_candidates(index, case_exact, f)))
+        }
         _ => None,
     }
 }
@@ -255,13 +228,7 @@ mod tests {
     fn plan_for(kind: ResourceKind, text: &str) -> QueryPlan {
         let registry = SchemaRegistry::standard();
         match parse_filter(text) {
-            Ok(filter) => plan(
-                &EvalContext {
-                    registry: &registry,
-                    kind,
-                },
-                &filter,
-            ),
+            Ok(filter) => plan(&EvalContext { registry: &registry, kind }, &filter),
             Err(error) => panic!("{text:?}: {}", error.detail),
         }
     }
@@ -285,18 +252,9 @@ mod tests {
             user(r#"userName eq "BJensen@Example.com""#),
             lookup(&[UserName("bjensen@example.com".into())])
         );
-        assert_eq!(
-            user(r#"externalId eq "Ext-1""#),
-            lookup(&[ExternalId("Ext-1".into())])
-        );
-        assert_eq!(
-            group(r#"externalId eq "Ext-1""#),
-            lookup(&[ExternalId("Ext-1".into())])
-        );
-        assert_eq!(
-            group(r#"displayName eq "Tour Guides""#),
-            lookup(&[DisplayName("tour guides".into())])
-        );
+        assert_eq!(user(r#"externalId eq "Ext-1""#), lookup(&[ExternalId("Ext-1".into())]));
+        assert_eq!(group(r#"externalId eq "Ext-1""#), lookup(&[ExternalId("Ext-1".into())]));
+        assert_eq!(group(r#"displayName eq "Tour Guides""#), lookup(&[DisplayName("tour guides".into())]));
         assert_eq!(group(r#"id eq "g1""#), lookup(&[Id("g1".into())]));
     }
 
@@ -314,14 +272,8 @@ mod tests {
         assert_eq!(user(r#"emails.value eq "A@B.example""#), expected);
         assert_eq!(user(r#"emails eq "A@B.example""#), expected);
         assert_eq!(user(r#"emails[value eq "A@B.example"]"#), expected);
-        assert_eq!(
-            user(r#"emails[type eq "work" and value eq "A@B.example"]"#),
-            expected
-        );
-        assert_eq!(
-            user(r#"emails[type eq "work"].value eq "A@B.example""#),
-            expected
-        );
+        assert_eq!(user(r#"emails[type eq "work" and value eq "A@B.example"]"#), expected);
+        assert_eq!(user(r#"emails[type eq "work"].value eq "A@B.example""#), expected);
         assert_eq!(
             user(r#"urn:ietf:params:scim:schemas:core:2.0:User:emails.value eq "A@B.example""#),
             expected
@@ -355,9 +307,7 @@ mod tests {
             lookup(&[DisplayName("x".into())])
         );
         assert_eq!(
-            user(
-                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1""#
-            ),
+            user(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1""#),
             QueryPlan::Scan
         );
     }
@@ -368,10 +318,7 @@ mod tests {
             user(r#"title pr and userName eq "U" and id eq "I" and externalId eq "E""#),
             lookup(&[Id("I".into())])
         );
-        assert_eq!(
-            user(r#"emails.value eq "m" and externalId eq "E""#),
-            lookup(&[ExternalId("E".into())])
-        );
+        assert_eq!(user(r#"emails.value eq "m" and externalId eq "E""#), lookup(&[ExternalId("E".into())]));
         assert_eq!(
             user(r#"active eq true and (userName eq "a" or userName eq "b")"#),
             lookup(&[UserName("a".into()), UserName("b".into())])
@@ -386,10 +333,7 @@ mod tests {
             lookup(&[UserName("a".into()), Id("b".into()), EmailValue("c".into())])
         );
         assert_eq!(user(r#"userName eq "a" or title pr"#), QueryPlan::Scan);
-        assert_eq!(
-            user(r#"userName eq "A" or userName eq "a""#),
-            lookup(&[UserName("a".into())])
-        );
+        assert_eq!(user(r#"userName eq "A" or userName eq "a""#), lookup(&[UserName("a".into())]));
     }
 
     #[test]
@@ -406,10 +350,7 @@ mod tests {
         // A string attribute never equals a number or boolean: nothing to fetch.
         assert_eq!(user("userName eq 42"), lookup(&[]));
         assert_eq!(user("id eq true"), lookup(&[]));
-        assert_eq!(
-            user(r#"userName eq 42 or id eq "x""#),
-            lookup(&[Id("x".into())])
-        );
+        assert_eq!(user(r#"userName eq 42 or id eq "x""#), lookup(&[Id("x".into())]));
         assert_eq!(user(r#"title pr and userName eq 42"#), lookup(&[]));
         // `eq null` matches resources lacking the attribute, which no index lists.
         assert_eq!(user("externalId eq null"), QueryPlan::Scan);
@@ -417,10 +358,7 @@ mod tests {
 
     #[test]
     fn index_keys_fold_exactly_like_the_evaluator() {
-        assert_eq!(
-            index_key_for(false, "BJensen@Example.COM"),
-            "bjensen@example.com"
-        );
+        assert_eq!(index_key_for(false, "BJensen@Example.COM"), "bjensen@example.com");
         assert_eq!(index_key_for(false, "ÅSA"), "åsa");
         assert_eq!(index_key_for(true, "AbC"), "AbC");
         let registry = SchemaRegistry::standard();
@@ -429,25 +367,11 @@ mod tests {
             (ResourceKind::User, "id", Id(String::new())),
             (ResourceKind::User, "userName", UserName(String::new())),
             (ResourceKind::User, "externalId", ExternalId(String::new())),
-            (
-                ResourceKind::Group,
-                "displayName",
-                DisplayName(String::new()),
-            ),
-            (
-                ResourceKind::User,
-                "emails.value",
-                EmailValue(String::new()),
-            ),
-            (
-                ResourceKind::Group,
-                "members.value",
-                MemberValue(String::new()),
-            ),
+            (ResourceKind::Group, "displayName", DisplayName(String::new())),
+            (ResourceKind::User, "emails.value", EmailValue(String::new())),
+            (ResourceKind::Group, "members.value", MemberValue(String::new())),
         ] {
-            let Some(resolved) = registry.resolve(kind, path) else {
-                panic!("{path} resolves")
-            };
+            let Some(resolved) = registry.resolve(kind, path) else { panic!("{path} resolves") };
             assert_eq!(resolved.leaf().case_exact, lookup.case_exact(), "{path}");
             assert_eq!(resolved.dotted(), lookup.attribute());
         }
@@ -476,16 +400,12 @@ mod tests {
     /// Does the simulated index put `resource` under `lookup`? Stored values are folded with the
     /// lookup's own case rule, as a store would.
     fn indexed_under(resource: &Value, lookup: &IndexLookup) -> bool {
-        let folded = |value: &Value| {
-            value
-                .as_str()
-                .map(|v| index_key_for(lookup.case_exact(), v))
-        };
+        let folded = |value: &Value| value.as_str().map(|v| index_key_for(lookup.case_exact(), v));
         let key = Some(lookup.key().to_owned());
         let values = |attr: &str| -> Vec<Option<String>> {
-            resource[attr].as_array().map_or_else(Vec::new, |items| {
-                items.iter().map(|item| folded(&item["value"])).collect()
-            })
+            resource[attr]
+                .as_array()
+                .map_or_else(Vec::new, |items| items.iter().map(|item| folded(&item["value"])).collect())
         };
         match lookup {
             Id(_) => folded(&resource["id"]) == key,
@@ -512,18 +432,11 @@ mod tests {
             "urn:ietf:params:scim:schemas:core:2.0:User:userName",
         ]);
         let op = prop::sample::select(vec!["eq", "eq", "eq", "ne", "co"]);
-        let value = prop::sample::select(vec![
-            "\"a\"", "\"A\"", "\"b\"", "\"B\"", "1", "null", "true",
-        ]);
+        let value = prop::sample::select(vec!["\"a\"", "\"A\"", "\"b\"", "\"B\"", "1", "null", "true"]);
         let compare = (attr, op, value).prop_map(|(a, o, v)| format!("{a} {o} {v}"));
         let value_path = (
             prop::sample::select(vec!["emails", "members"]),
-            prop::sample::select(vec![
-                "value eq \"a\"",
-                "value eq \"A\"",
-                "type eq \"work\"",
-                "value eq 1",
-            ]),
+            prop::sample::select(vec!["value eq \"a\"", "value eq \"A\"", "type eq \"work\"", "value eq 1"]),
             prop::option::of(prop::sample::select(vec!["value eq \"B\"", "value pr"])),
         )
             .prop_map(|(attr, inner, trailing)| match trailing {

@@ -114,30 +114,15 @@ mod tests {
             r#"userName eq "bjensen" and title pr"#
         );
         assert_eq!(reprint("NOT(active eq TRUE)"), "not (active eq true)");
-        assert_eq!(
-            reprint("x eq NULL or y ne False"),
-            "x eq null or y ne false"
-        );
+        assert_eq!(reprint("x eq NULL or y ne False"), "x eq null or y ne false");
     }
 
     #[test]
     fn only_necessary_parentheses_are_printed() {
-        assert_eq!(
-            reprint("((a pr) and (b pr)) or (c pr)"),
-            "a pr and b pr or c pr"
-        );
-        assert_eq!(
-            reprint("(a pr or b pr) and c pr"),
-            "(a pr or b pr) and c pr"
-        );
-        assert_eq!(
-            reprint("a pr and (b pr or c pr)"),
-            "a pr and (b pr or c pr)"
-        );
-        assert_eq!(
-            reprint("a pr and (b pr and c pr)"),
-            "a pr and (b pr and c pr)"
-        );
+        assert_eq!(reprint("((a pr) and (b pr)) or (c pr)"), "a pr and b pr or c pr");
+        assert_eq!(reprint("(a pr or b pr) and c pr"), "(a pr or b pr) and c pr");
+        assert_eq!(reprint("a pr and (b pr or c pr)"), "a pr and (b pr or c pr)");
+        assert_eq!(reprint("a pr and (b pr and c pr)"), "a pr and (b pr and c pr)");
         assert_eq!(reprint("a pr or (b pr or c pr)"), "a pr or (b pr or c pr)");
         assert_eq!(reprint("a pr or (b pr and c pr)"), "a pr or b pr and c pr");
     }
@@ -168,8 +153,7 @@ mod tests {
 
     #[test]
     fn urn_paths_print_with_their_urn() {
-        let text =
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq \"x\"";
+        let text = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq \"x\"";
         assert_eq!(reprint(text), text);
     }
 
@@ -207,11 +191,7 @@ mod tests {
     }
 
     fn attr_path() -> impl Strategy<Value = AttrPath> {
-        (
-            prop::option::weighted(0.2, urn()),
-            attr_name(),
-            prop::option::of(attr_name()),
-        )
+        (prop::option::weighted(0.2, urn()), attr_name(), prop::option::of(attr_name()))
             .prop_map(|(urn, name, sub)| AttrPath { urn, name, sub })
     }
 
@@ -246,16 +226,9 @@ mod tests {
             attr_path().prop_map(Filter::Present),
             (attr_path(), compare_op(), comp_value()).prop_map(|(path, op, value)| {
                 // The grammar only orders strings and numbers.
-                let ordering = matches!(
-                    op,
-                    CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
-                );
+                let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
                 let unordered = matches!(value, CompValue::Bool(_) | CompValue::Null);
-                let op = if ordering && unordered {
-                    CompareOp::Eq
-                } else {
-                    op
-                };
+                let op = if ordering && unordered { CompareOp::Eq } else { op };
                 Filter::Compare(path, op, value)
             }),
         ]
@@ -285,19 +258,16 @@ mod tests {
     }
 
     fn patch_path() -> impl Strategy<Value = PatchPath> {
-        (
-            attr_path(),
-            prop::option::of(value_filter()),
-            prop::option::of(attr_name()),
-        )
-            .prop_map(|(mut attr, filter, sub)| {
+        (attr_path(), prop::option::of(value_filter()), prop::option::of(attr_name())).prop_map(
+            |(mut attr, filter, sub)| {
                 // A value filter follows a bare attribute, and `.sub` only follows a filter.
                 if filter.is_some() {
                     attr.sub = None;
                 }
                 let sub = if filter.is_some() { sub } else { None };
                 PatchPath { attr, filter, sub }
-            })
+            },
+        )
     }
 
     proptest! {

@@ -38,7 +38,8 @@ pub async fn bulk(
     context: RequestContext,
 ) -> ApiResult<HttpResponse> {
     let config = &state.config;
-    let (body, _) = read_json(&request, payload, config.bulk_max_payload_bytes, config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, config.bulk_max_payload_bytes, config.max_json_depth).await?;
     let bulk_request = BulkRequest::parse(&body, config.bulk_max_operations)?;
     tracing::info!(operations = bulk_request.operations.len(), fail_on_errors = bulk_request.fail_on_errors, path = %raw_path(&request), "BulkStarted");
     let results = execute(&state, &context, &bulk_request).await;
@@ -94,11 +95,15 @@ struct BulkRequest {
 
 impl BulkRequest {
     fn parse(body: &Value, max_operations: usize) -> ApiResult<BulkRequest> {
-        let schemas_ok = member(body, "schemas")
-            .and_then(Value::as_array)
-            .is_some_and(|uris| uris.iter().any(|uri| uri.as_str().is_some_and(|uri| uri.eq_ignore_ascii_case(BULK_REQUEST_SCHEMA))));
+        let schemas_ok = member(body, "schemas").and_then(Value::as_array).is_some_and(|uris| {
+            uris.iter()
+                .any(|uri| uri.as_str().is_some_and(|uri| uri.eq_ignore_ascii_case(BULK_REQUEST_SCHEMA)))
+        });
         if !schemas_ok {
-            return Err(ScimError::invalid_syntax(format!("a bulk request needs \"schemas\": [\"{BULK_REQUEST_SCHEMA}\"]")).into());
+            return Err(ScimError::invalid_syntax(format!(
+                "a bulk request needs \"schemas\": [\"{BULK_REQUEST_SCHEMA}\"]"
+            ))
+            .into());
         }
         let Some(Value::Array(items)) = member(body, "Operations") else {
             return Err(ScimError::invalid_syntax("a bulk request needs an \"Operations\" array").into());
@@ -204,8 +209,11 @@ async fn execute(state: &ApiState, context: &RequestContext, request: &BulkReque
                 break;
             }
             let operation = &operations[index];
-            let waiting_on: Vec<String> =
-                operation.references().into_iter().filter(|bulk_id| !resolved.contains_key(bulk_id)).collect();
+            let waiting_on: Vec<String> = operation
+                .references()
+                .into_iter()
+                .filter(|bulk_id| !resolved.contains_key(bulk_id))
+                .collect();
             let defined_later = |bulk_id: &String| {
                 pending.iter().any(|&other| {
                     other != index
@@ -229,7 +237,9 @@ async fn execute(state: &ApiState, context: &RequestContext, request: &BulkReque
             if outcome.is_err() {
                 errors += 1;
             }
-            if let (Ok(written), Some(bulk_id), Some(Method::Post)) = (&outcome, &operation.bulk_id, operation.method) {
+            if let (Ok(written), Some(bulk_id), Some(Method::Post)) =
+                (&outcome, &operation.bulk_id, operation.method)
+            {
                 resolved.insert(bulk_id.clone(), written.id.clone());
             }
             results[index] = Some(response_entry(state, context, operation, &resolved, outcome));
@@ -243,7 +253,8 @@ async fn execute(state: &ApiState, context: &RequestContext, request: &BulkReque
                 }
                 errors += 1;
                 let error = conflict("circular bulkId references cannot be resolved".to_owned());
-                results[index] = Some(response_entry(state, context, &operations[index], &resolved, Err(error)));
+                results[index] =
+                    Some(response_entry(state, context, &operations[index], &resolved, Err(error)));
             }
             break;
         }
@@ -289,10 +300,16 @@ async fn run(
             }
             operations::create(state, context, kind, data()?, origin).await
         }
-        (Method::Put, Some(id)) => operations::replace(state, context, kind, &id, data()?, version, origin).await,
-        (Method::Patch, Some(id)) => operations::patch(state, context, kind, &id, data()?, version, origin).await,
+        (Method::Put, Some(id)) => {
+            operations::replace(state, context, kind, &id, data()?, version, origin).await
+        }
+        (Method::Patch, Some(id)) => {
+            operations::patch(state, context, kind, &id, data()?, version, origin).await
+        }
         (Method::Delete, Some(id)) => operations::delete(state, context, kind, &id, version, origin).await,
-        (Method::Post, Some(_)) => Err(ScimError::invalid_path("a bulk POST path names a resource type, e.g. /Users").into()),
+        (Method::Post, Some(_)) => {
+            Err(ScimError::invalid_path("a bulk POST path names a resource type, e.g. /Users").into())
+        }
         (_, None) => Err(ScimError::invalid_path(format!(
             "a bulk {} path names one resource, e.g. /Users/<id>",
             method.as_str()
@@ -304,12 +321,21 @@ async fn run(
 /// `/Users`, `/Groups/<id>` (optionally under the base path) into a kind and an optional id.
 fn parse_path(path: &str, base_path: &str) -> ApiResult<(ResourceKind, Option<String>)> {
     let relative = path.split('?').next().unwrap_or(path);
-    let relative = if !base_path.is_empty() && relative.starts_with(base_path) { &relative[base_path.len()..] } else { relative };
+    let relative = if !base_path.is_empty() && relative.starts_with(base_path) {
+        &relative[base_path.len()..]
+    } else {
+        relative
+    };
     let mut segments = relative.trim_matches('/').split('/');
     let kind = match segments.next() {
         Some(segment) if segment.eq_ignore_ascii_case("Users") => ResourceKind::User,
         Some(segment) if segment.eq_ignore_ascii_case("Groups") => ResourceKind::Group,
-        _ => return Err(ScimError::invalid_path(format!("bulk path {path:?} names neither /Users nor /Groups")).into()),
+        _ => {
+            return Err(ScimError::invalid_path(format!(
+                "bulk path {path:?} names neither /Users nor /Groups"
+            ))
+            .into());
+        }
     };
     let id = segments.next().filter(|id| !id.is_empty()).map(str::to_owned);
     if segments.next().is_some() {
@@ -334,7 +360,10 @@ fn response_entry(
     }
     match outcome {
         Ok(written) => {
-            entry.insert("location".into(), Value::String(context.location(written.kind.endpoint(), &written.id)));
+            entry.insert(
+                "location".into(),
+                Value::String(context.location(written.kind.endpoint(), &written.id)),
+            );
             if let Some(stored) = &written.accepted.resource {
                 entry.insert("version".into(), Value::String(stored.etag()));
             }
@@ -364,7 +393,10 @@ mod tests {
     #[test]
     fn paths_parse_with_and_without_base_path() {
         assert_eq!(parse_path("/Users", "/scim/v2").unwrap(), (ResourceKind::User, None));
-        assert_eq!(parse_path("/scim/v2/Groups/g1", "/scim/v2").unwrap(), (ResourceKind::Group, Some("g1".into())));
+        assert_eq!(
+            parse_path("/scim/v2/Groups/g1", "/scim/v2").unwrap(),
+            (ResourceKind::Group, Some("g1".into()))
+        );
         assert!(parse_path("/Schemas", "/scim/v2").is_err());
         assert!(parse_path("/Users/a/b", "/scim/v2").is_err());
     }
@@ -375,7 +407,8 @@ mod tests {
             "data": {"Operations": [{"op": "add", "path": "members", "value": [{"value": "bulkId:u"}]}]}}));
         let found: Vec<String> = operation.references().into_iter().collect();
         assert_eq!(found, vec!["g".to_owned(), "u".to_owned()]);
-        let resolved: HashMap<String, String> = [("g".to_owned(), "G1".to_owned()), ("u".to_owned(), "U1".to_owned())].into();
+        let resolved: HashMap<String, String> =
+            [("g".to_owned(), "G1".to_owned()), ("u".to_owned(), "U1".to_owned())].into();
         assert_eq!(substitute_path(&operation.path, &resolved), "/Groups/G1");
         let mut data = operation.data.clone().unwrap();
         substitute(&mut data, &resolved);

@@ -81,8 +81,9 @@ pub async fn resource_type(
     context: RequestContext,
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
-    let kind = ResourceKind::parse(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no resource type {name:?}; this server serves User and Group")))?;
+    let kind = ResourceKind::parse(&name).ok_or_else(|| {
+        ApiError::not_found(format!("no resource type {name:?}; this server serves User and Group"))
+    })?;
     let body = absolute_location(state.registry.resource_type(kind).to_json(), &context.base_url);
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -112,9 +113,7 @@ pub async fn schema(
 
 /// `/Me` (RFC 7644 §3.11) is optional; scimflow tokens identify a tenant, not a user.
 pub async fn me(_context: RequestContext) -> ApiResult<HttpResponse> {
-    Err(ApiError::not_implemented(
-        "/Me is not supported: scimflow tokens identify a tenant, not a user",
-    ))
+    Err(ApiError::not_implemented("/Me is not supported: scimflow tokens identify a tenant, not a user"))
 }
 
 fn discovery_list(resources: Vec<Value>) -> Value {

@@ -43,7 +43,8 @@ pub async fn search(
     Endpoint(kind): Endpoint,
     context: RequestContext,
 ) -> ApiResult<HttpResponse> {
-    let (body, _) = read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
     let query = ListQuery::from_search_request(&body, &state.config)?;
     answer(&state, &context, &[kind], &query).await
 }
@@ -55,7 +56,8 @@ pub async fn search_root(
     state: web::Data<ApiState>,
     context: RequestContext,
 ) -> ApiResult<HttpResponse> {
-    let (body, _) = read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
     let query = ListQuery::from_search_request(&body, &state.config)?;
     answer(&state, &context, &[ResourceKind::User, ResourceKind::Group], &query).await
 }

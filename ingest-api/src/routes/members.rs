@@ -29,7 +29,9 @@ pub async fn members(
 ) -> ApiResult<HttpResponse> {
     let group_id = path.into_inner();
     if kind != ResourceKind::Group {
-        return Err(ApiError::not_found("only Groups have members; a User's groups are in its `groups` attribute"));
+        return Err(ApiError::not_found(
+            "only Groups have members; a User's groups are in its `groups` attribute",
+        ));
     }
     let params = QueryParams::parse(request.query_string())?;
     let query = ListQuery::from_params(&params, &state.config)?;

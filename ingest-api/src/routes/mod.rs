@@ -3,7 +3,7 @@
 //! - [`resources`]: `/Users`, `/Groups` create, read, replace, patch, delete.
 //! - [`list`]: list, filter, sort and page; `/.search` at the root and per type.
 //! - [`members`]: `GET /Groups/{id}/members`, the cursor-paged membership of large groups.
-//! - [`bulk`]: `/Bulk`.
+//! - [`bulk`]: the `/Bulk` endpoint.
 //! - [`discovery`]: `/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`, and `/Me` (501).
 
 pub mod bulk;
@@ -54,7 +54,11 @@ pub fn if_none_match_matches(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Path and query of the request, as recorded in the audit trail.
 pub fn raw_path(request: &HttpRequest) -> String {
-    request.uri().path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| request.path().to_owned())
+    request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| request.path().to_owned())
 }
 
 /// 404 for paths under the base path that name no endpoint.
@@ -76,7 +80,8 @@ mod tests {
     fn if_none_match_uses_weak_comparison() {
         let request = TestRequest::default().insert_header(("If-None-Match", "\"3\"")).to_http_request();
         assert!(if_none_match_matches(request.headers(), "W/\"3\""));
-        let request = TestRequest::default().insert_header(("If-None-Match", "W/\"1\", W/\"2\"")).to_http_request();
+        let request =
+            TestRequest::default().insert_header(("If-None-Match", "W/\"1\", W/\"2\"")).to_http_request();
         assert!(!if_none_match_matches(request.headers(), "W/\"3\""));
         let request = TestRequest::default().insert_header(("If-None-Match", "*")).to_http_request();
         assert!(if_none_match_matches(request.headers(), "W/\"3\""));

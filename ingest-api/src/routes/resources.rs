@@ -33,7 +33,8 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(request.query_string())?;
     let projection = projection(&state, kind, &params)?;
-    let (body, _) = read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
     let origin = Origin::new("POST", raw_path(&request));
     let written = operations::create(&state, &context, kind, &body, origin).await?;
     Ok(respond(&state, &context, written, &projection, StatusCode::CREATED).await)
@@ -78,7 +79,8 @@ pub async fn replace(
     let id = path.into_inner();
     let params = QueryParams::parse(request.query_string())?;
     let projection = projection(&state, kind, &params)?;
-    let (body, _) = read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
     let origin = Origin::new("PUT", raw_path(&request));
     let written =
         operations::replace(&state, &context, kind, &id, &body, if_match(request.headers()), origin).await?;
@@ -96,7 +98,8 @@ pub async fn patch(
     let id = path.into_inner();
     let params = QueryParams::parse(request.query_string())?;
     let projection = projection(&state, kind, &params)?;
-    let (body, _) = read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
+    let (body, _) =
+        read_json(&request, payload, state.config.max_body_bytes, state.config.max_json_depth).await?;
     let origin = Origin::new("PATCH", raw_path(&request));
     let written =
         operations::patch(&state, &context, kind, &id, &body, if_match(request.headers()), origin).await?;

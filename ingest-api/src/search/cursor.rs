@@ -27,7 +27,11 @@ impl Position {
 
     /// Decodes a cursor; 400 `invalidCursor` for anything this server did not issue.
     pub fn decode(cursor: &str) -> ApiResult<Position> {
-        let invalid = || ApiError::invalid_cursor(format!("cursor {cursor:?} was not issued by this server; start again with an empty cursor"));
+        let invalid = || {
+            ApiError::invalid_cursor(format!(
+                "cursor {cursor:?} was not issued by this server; start again with an empty cursor"
+            ))
+        };
         let bytes = base64url_decode(cursor).ok_or_else(invalid)?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (tag, id) = text.split_once(':').ok_or_else(invalid)?;
@@ -85,7 +89,9 @@ mod tests {
 
     #[test]
     fn base64url_round_trips() {
-        for text in ["", "a", "ab", "abc", "abcd", "u:2819c223-7f76-453a-919d-413861904646", "\u{00ff}\u{1F600}"] {
+        for text in
+            ["", "a", "ab", "abc", "abcd", "u:2819c223-7f76-453a-919d-413861904646", "\u{00ff}\u{1F600}"]
+        {
             let encoded = base64url_encode(text.as_bytes());
             assert!(!encoded.contains(['+', '/', '=']));
             assert_eq!(base64url_decode(&encoded).unwrap(), text.as_bytes());

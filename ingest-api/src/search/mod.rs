@@ -129,7 +129,8 @@ impl<'a> Search<'a> {
             });
         }
         if targets.is_empty() {
-            let error = first_error.unwrap_or_else(|| ScimError::invalid_filter("the filter fits no resource type"));
+            let error =
+                first_error.unwrap_or_else(|| ScimError::invalid_filter("the filter fits no resource type"));
             return Err(error.into());
         }
         Ok(Search {
@@ -183,11 +184,15 @@ impl<'a> Search<'a> {
         let position = if cursor.is_empty() { None } else { Some(Position::decode(cursor)?) };
         let first_target = match &position {
             None => 0,
-            Some(position) => self
-                .targets
-                .iter()
-                .position(|target| Some(target.kind) == position.kind)
-                .ok_or_else(|| ApiError::invalid_cursor("the cursor belongs to another endpoint; start again with an empty cursor"))?,
+            Some(position) => {
+                self.targets.iter().position(|target| Some(target.kind) == position.kind).ok_or_else(
+                    || {
+                        ApiError::invalid_cursor(
+                            "the cursor belongs to another endpoint; start again with an empty cursor",
+                        )
+                    },
+                )?
+            }
         };
         let mut hits: Vec<Hit> = Vec::new();
         let mut more = false;
@@ -220,7 +225,9 @@ impl<'a> Search<'a> {
     async fn sorted_page(&mut self, query: &ListQuery, sort_by: &str) -> ApiResult<Page> {
         let registry = self.state.registry.as_ref();
         if !self.targets.iter().any(|target| sort::is_known(registry, target.kind, sort_by)) {
-            return Err(ScimError::invalid_value(format!("sortBy {sort_by:?} names no known attribute")).into());
+            return Err(
+                ScimError::invalid_value(format!("sortBy {sort_by:?} names no known attribute")).into()
+            );
         }
         let cap = self.state.config.max_sort_matches;
         let mut keyed = Vec::new();
@@ -261,7 +268,11 @@ impl<'a> Search<'a> {
 
     /// The next batch of matches of target `index` with ids after `after`, and the last id read
     /// (matching or not) to continue from; `None` when the target is exhausted.
-    async fn next_batch(&mut self, index: usize, after: Option<&str>) -> ApiResult<Option<(Vec<Hit>, String)>> {
+    async fn next_batch(
+        &mut self,
+        index: usize,
+        after: Option<&str>,
+    ) -> ApiResult<Option<(Vec<Hit>, String)>> {
         let batch_size = self.state.config.scan_batch_size.max(1);
         let kind = self.targets[index].kind;
         let rows: Vec<(String, Option<StoredResource>)> = match &self.targets[index].plan {
@@ -407,11 +418,9 @@ impl<'a> Search<'a> {
         let mut groups = Vec::new();
         for group_id in self.store.groups_of(user_id).await? {
             if !self.group_names.contains_key(&group_id) {
-                let name = self
-                    .store
-                    .resource(ResourceKind::Group, &group_id)
-                    .await?
-                    .and_then(|group| group.resource.get("displayName").and_then(Value::as_str).map(str::to_owned));
+                let name = self.store.resource(ResourceKind::Group, &group_id).await?.and_then(|group| {
+                    group.resource.get("displayName").and_then(Value::as_str).map(str::to_owned)
+                });
                 self.group_names.insert(group_id.clone(), name);
             }
             let mut element = Map::new();

@@ -72,7 +72,8 @@ pub struct ListQuery {
 impl ListQuery {
     /// From the query string of `GET /Users`, `GET /Groups`.
     pub fn from_params(params: &QueryParams, config: &ApiConfig) -> ApiResult<Self> {
-        let start_index = params.get("startIndex").map(|text| parse_integer("startIndex", text)).transpose()?;
+        let start_index =
+            params.get("startIndex").map(|text| parse_integer("startIndex", text)).transpose()?;
         let count = params.get("count").map(|text| parse_integer("count", text)).transpose()?;
         build(
             RawQuery {
@@ -118,11 +119,15 @@ impl ListQuery {
                 Some(Value::Array(items)) => {
                     let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
                     let names = names.ok_or_else(|| {
-                        ApiError::from(ScimError::invalid_value(format!("\"{name}\" must be an array of strings")))
+                        ApiError::from(ScimError::invalid_value(format!(
+                            "\"{name}\" must be an array of strings"
+                        )))
                     })?;
                     Ok(Some(names.join(",")))
                 }
-                Some(_) => Err(ScimError::invalid_value(format!("\"{name}\" must be an array of strings")).into()),
+                Some(_) => {
+                    Err(ScimError::invalid_value(format!("\"{name}\" must be an array of strings")).into())
+                }
             }
         };
         let integer = |name: &str| -> ApiResult<Option<i64>> {
@@ -222,7 +227,10 @@ fn parse_integer(name: &str, text: &str) -> ApiResult<i64> {
     match text.parse::<i64>() {
         Ok(value) => Ok(value),
         // An integer too large for i64 is still an integer: clamp it.
-        Err(_) if !text.is_empty() && text.trim_start_matches(['-', '+']).bytes().all(|b| b.is_ascii_digit()) => {
+        Err(_)
+            if !text.is_empty()
+                && text.trim_start_matches(['-', '+']).bytes().all(|b| b.is_ascii_digit()) =>
+        {
             Ok(if text.starts_with('-') { i64::MIN } else { i64::MAX })
         }
         Err(_) => Err(ScimError::invalid_value(format!("{name} must be an integer, got {text:?}")).into()),

@@ -43,7 +43,12 @@ pub fn is_known(registry: &SchemaRegistry, kind: ResourceKind, sort_by: &str) ->
 
 /// The sort key of `resource` for `sort_by`, or `None` when it has no value there. For a
 /// multi-valued attribute the primary value counts, else the first (RFC 7644 §3.4.2.3).
-pub fn sort_key(registry: &SchemaRegistry, kind: ResourceKind, sort_by: &str, resource: &Value) -> Option<SortKey> {
+pub fn sort_key(
+    registry: &SchemaRegistry,
+    kind: ResourceKind,
+    sort_by: &str,
+    resource: &Value,
+) -> Option<SortKey> {
     let resolved = registry.resolve(kind, sort_by)?;
     let value = attribute_value(resource, &resolved)?;
     let element = match value {

@@ -88,14 +88,18 @@ fn is_members(registry: &SchemaRegistry, kind: ResourceKind, path: &AttrPath) ->
 }
 
 /// Whether `path` names the core attribute `name` of `expected` kind.
-fn named(registry: &SchemaRegistry, kind: ResourceKind, path: &AttrPath, expected: ResourceKind, name: &str) -> bool {
+fn named(
+    registry: &SchemaRegistry,
+    kind: ResourceKind,
+    path: &AttrPath,
+    expected: ResourceKind,
+    name: &str,
+) -> bool {
     if kind != expected {
         return false;
     }
     let attribute = AttrPath { urn: path.urn.clone(), name: path.name.clone(), sub: None };
-    registry
-        .resolve(kind, &attribute.to_string())
-        .is_some_and(|resolved| resolved.attr.name == name)
+    registry.resolve(kind, &attribute.to_string()).is_some_and(|resolved| resolved.attr.name == name)
 }
 
 /// Whether a value filter inside `members[...]` only tests `value eq "<id>"` (combined with
@@ -127,7 +131,10 @@ mod tests {
 
     #[test]
     fn membership_equality_needs_only_the_named_ids() {
-        let found = needs(ResourceKind::Group, r#"displayName eq "x" and members[value eq "a"] or members.value eq "b""#);
+        let found = needs(
+            ResourceKind::Group,
+            r#"displayName eq "x" and members[value eq "a"] or members.value eq "b""#,
+        );
         assert_eq!(found.member_ids, ["a".to_owned(), "b".to_owned()].into_iter().collect());
         assert!(!found.all_members);
         let found = needs(ResourceKind::Group, r#"members eq "c""#);

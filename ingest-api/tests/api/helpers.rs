@@ -19,6 +19,7 @@ pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 pub const BULK_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
+#[derive(Clone)]
 pub struct TestApp {
     pub pipeline: Arc<MemoryPipeline>,
     pub state: ApiState,
@@ -47,7 +48,11 @@ impl Response {
     /// Asserts an RFC 7644 error body: `status` as a string and the `scimType`.
     pub fn assert_scim_error(&self, status: u16, scim_type: Option<&str>) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "body: {}", self.body);
+        assert_eq!(
+            self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "body: {}",
+            self.body
+        );
         assert_eq!(self.body["status"], json!(status.to_string()), "body: {}", self.body);
         match scim_type {
             Some(scim_type) => assert_eq!(self.body["scimType"], scim_type, "body: {}", self.body),
@@ -75,7 +80,8 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let raw = test::read_body(response).await.to_vec();
-        let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
+        let body =
+            if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
         Response { status, headers, body, raw }
     }
 

@@ -6,7 +6,11 @@ use serde_json::json;
 async fn create_user_answers_201_with_location_etag_and_body() {
     let app = spawn_app();
     let response = app
-        .call("POST", "/Users", Some(json!({"schemas": [USER_SCHEMA], "userName": "bjensen", "externalId": "bj"})))
+        .call(
+            "POST",
+            "/Users",
+            Some(json!({"schemas": [USER_SCHEMA], "userName": "bjensen", "externalId": "bj"})),
+        )
         .await;
     assert_eq!(response.status, StatusCode::CREATED);
     let id = response.id();
@@ -36,17 +40,17 @@ async fn get_user_answers_the_stored_user_with_its_etag() {
 async fn get_with_matching_if_none_match_is_304() {
     let app = spawn_app();
     let created = app.create_user("bjensen").await;
-    let request = request("GET", &format!("/Users/{}", created.id()))
+    let conditional = request("GET", &format!("/Users/{}", created.id()))
         .insert_header(("Authorization", format!("Bearer {TOKEN_A}")))
         .insert_header(("If-None-Match", created.etag()));
-    let response = app.send(request).await;
+    let response = app.send(conditional).await;
     assert_eq!(response.status, StatusCode::NOT_MODIFIED);
     assert_eq!(response.header("etag"), Some(created.etag().as_str()));
     assert!(response.raw.is_empty());
-    let request = request("GET", &format!("/Users/{}", created.id()))
+    let stale = request("GET", &format!("/Users/{}", created.id()))
         .insert_header(("Authorization", format!("Bearer {TOKEN_A}")))
         .insert_header(("If-None-Match", "W/\"99\""));
-    assert_eq!(app.send(request).await.status, StatusCode::OK);
+    assert_eq!(app.send(stale).await.status, StatusCode::OK);
 }
 
 #[actix_web::test]
@@ -103,7 +107,8 @@ async fn delete_user_answers_204_then_the_user_is_gone() {
 async fn duplicate_user_name_is_409_uniqueness() {
     let app = spawn_app();
     app.create_user("bjensen").await;
-    let response = app.call("POST", "/Users", Some(json!({"schemas": [USER_SCHEMA], "userName": "BJENSEN"}))).await;
+    let response =
+        app.call("POST", "/Users", Some(json!({"schemas": [USER_SCHEMA], "userName": "BJENSEN"}))).await;
     response.assert_scim_error(409, Some("uniqueness"));
 }
 
@@ -117,14 +122,20 @@ async fn if_match_mismatch_is_412_on_put_patch_and_delete() {
             .insert_header(("Authorization", format!("Bearer {TOKEN_A}")))
             .insert_header(("If-Match", tag.to_owned()));
         if let Some(body) = body {
-            request = request.insert_header(("Content-Type", "application/scim+json")).set_payload(body.to_string());
+            request = request
+                .insert_header(("Content-Type", "application/scim+json"))
+                .set_payload(body.to_string());
         }
         request
     };
     let put_body = json!({"schemas": [USER_SCHEMA], "userName": "bjensen", "title": "x"});
     let patch = patch_body(json!([{"op": "replace", "path": "title", "value": "y"}]));
-    app.send(with_if_match("PUT", "W/\"7\"", Some(put_body.clone()))).await.assert_scim_error(412, Some("invalidVers"));
-    app.send(with_if_match("PATCH", "W/\"7\"", Some(patch.clone()))).await.assert_scim_error(412, Some("invalidVers"));
+    app.send(with_if_match("PUT", "W/\"7\"", Some(put_body.clone())))
+        .await
+        .assert_scim_error(412, Some("invalidVers"));
+    app.send(with_if_match("PATCH", "W/\"7\"", Some(patch.clone())))
+        .await
+        .assert_scim_error(412, Some("invalidVers"));
     app.send(with_if_match("DELETE", "W/\"7\"", None)).await.assert_scim_error(412, Some("invalidVers"));
     // The current ETag passes.
     let response = app.send(with_if_match("PATCH", &created.etag(), Some(patch))).await;
@@ -139,7 +150,9 @@ async fn changing_an_immutable_value_is_400_mutability() {
     let user = app.create_user("bjensen").await.id();
     let group = app.create_group("staff", &[&user]).await.id();
     // members.value is immutable: replacing a member's value in place is a mutability error.
-    let body = patch_body(json!([{"op": "replace", "path": format!("members[value eq \"{user}\"].value"), "value": "other"}]));
+    let body = patch_body(
+        json!([{"op": "replace", "path": format!("members[value eq \"{user}\"].value"), "value": "other"}]),
+    );
     let response = app.call("PATCH", &format!("/Groups/{group}"), Some(body)).await;
     response.assert_scim_error(400, Some("mutability"));
 }
@@ -158,7 +171,8 @@ async fn remove_without_a_path_is_400_no_target() {
 async fn changing_a_read_only_attribute_by_path_is_400_mutability() {
     let app = spawn_app();
     let id = app.create_user("bjensen").await.id();
-    let body = patch_body(json!([{"op": "replace", "path": "meta.created", "value": "2001-01-01T00:00:00Z"}]));
+    let body =
+        patch_body(json!([{"op": "replace", "path": "meta.created", "value": "2001-01-01T00:00:00Z"}]));
     let response = app.call("PATCH", &format!("/Users/{id}"), Some(body)).await;
     response.assert_scim_error(400, Some("mutability"));
 }
@@ -166,15 +180,15 @@ async fn changing_a_read_only_attribute_by_path_is_400_mutability() {
 #[actix_web::test]
 async fn malformed_json_is_400_invalid_syntax() {
     let app = spawn_app();
-    let request = request("POST", "/Users")
+    let truncated = request("POST", "/Users")
         .insert_header(("Authorization", format!("Bearer {TOKEN_A}")))
         .insert_header(("Content-Type", "application/scim+json"))
         .set_payload("{\"userName\": ");
-    app.send(request).await.assert_scim_error(400, Some("invalidSyntax"));
+    app.send(truncated).await.assert_scim_error(400, Some("invalidSyntax"));
     let response = app.call("POST", "/Users", Some(json!(["not", "an", "object"]))).await;
     response.assert_scim_error(400, Some("invalidSyntax"));
-    let request = request("POST", "/Users").insert_header(("Authorization", format!("Bearer {TOKEN_A}")));
-    app.send(request).await.assert_scim_error(400, Some("invalidSyntax"));
+    let empty = request("POST", "/Users").insert_header(("Authorization", format!("Bearer {TOKEN_A}")));
+    app.send(empty).await.assert_scim_error(400, Some("invalidSyntax"));
 }
 
 #[actix_web::test]
@@ -210,7 +224,10 @@ async fn unsupported_content_type_is_415_and_json_types_are_accepted() {
         }
         request
     };
-    assert_eq!(app.send(send(Some("application/json; charset=utf-8"), "a")).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.send(send(Some("application/json; charset=utf-8"), "a")).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(app.send(send(Some("application/scim+json"), "b")).await.status, StatusCode::CREATED);
     assert_eq!(app.send(send(None, "c")).await.status, StatusCode::CREATED);
     app.send(send(Some("text/xml"), "d")).await.assert_scim_error(415, None);
@@ -225,7 +242,9 @@ async fn the_command_carries_tenant_ids_actor_and_a_scrubbed_raw_body() {
         .insert_header(("X-Request-Id", "req-42"))
         .insert_header(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         .insert_header(("User-Agent", "Okta SCIM Client 1.0.0"))
-        .set_payload(json!({"userName": "bjensen", "password": "hunter2", "tenant_id": "tenant-b"}).to_string());
+        .set_payload(
+            json!({"userName": "bjensen", "password": "hunter2", "tenant_id": "tenant-b"}).to_string(),
+        );
     let response = app.send(request).await;
     assert_eq!(response.status, StatusCode::CREATED);
     assert_eq!(response.header("x-request-id"), Some("req-42"));

@@ -6,6 +6,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 /// Forwards a librdkafka log line; for contexts that implement [`ClientContext`] themselves.
 pub fn forward_log(client: &'static str, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -41,3 +43,18 @@ impl ClientContext for TracingContext {
 }
 
 impl ConsumerContext for TracingContext {}
+
+/// Delivery failures are logged here; callers that need the result (the transactional
+/// projector) learn it from `commit_transaction`, which fails if any message failed.
+impl ProducerContext for TracingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            tracing::warn!(
+                client = self.client, topic = message.topic(), partition = message.partition(), error = %error,
+                "KafkaDeliveryFailed"
+            );
+        }
+    }
+}

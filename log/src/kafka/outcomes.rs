@@ -123,7 +123,10 @@ impl OutcomeListener {
     pub async fn start(config: &KafkaConfig, hub: Arc<OutcomeHub>) -> Result<Self, KafkaSetupError> {
         let client_config = config
             .client_config(&[])
-            // Invariants: no group, no offsets; a restart starts again from the end.
+            // librdkafka needs a group id even for `assign()`; this one never joins (no
+            // `subscribe`) and never commits, so every instance can share it.
+            .set("group.id", "scimflow-outcome-listener")
+            // Invariants: no offsets kept; a restart starts again from the end.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")

@@ -136,12 +136,12 @@ impl CqlConfig {
             config.keyspace = keyspace;
         }
         if let Some(replication) = lookup("SCIMFLOW_CQL_REPLICATION") {
-            config.replication =
-                Replication::parse(&replication).map_err(|error| invalid("SCIMFLOW_CQL_REPLICATION", error))?;
+            config.replication = Replication::parse(&replication)
+                .map_err(|error| invalid("SCIMFLOW_CQL_REPLICATION", error))?;
         }
         if let Some(consistency) = lookup("SCIMFLOW_CQL_CONSISTENCY") {
-            config.consistency =
-                parse_consistency(&consistency).map_err(|error| invalid("SCIMFLOW_CQL_CONSISTENCY", error))?;
+            config.consistency = parse_consistency(&consistency)
+                .map_err(|error| invalid("SCIMFLOW_CQL_CONSISTENCY", error))?;
         }
         config.local_dc = lookup("SCIMFLOW_CQL_LOCAL_DC").filter(|dc| !dc.trim().is_empty());
         let number = |name: &str, default: u64, max: u64| -> Result<u64, StoreError> {
@@ -156,7 +156,8 @@ impl CqlConfig {
         let max_buckets = u64::from(MAX_BUCKETS);
         config.resource_buckets =
             number("SCIMFLOW_CQL_RESOURCE_BUCKETS", DEFAULT_RESOURCE_BUCKETS.into(), max_buckets)? as u32;
-        config.member_buckets = number("SCIMFLOW_CQL_MEMBER_BUCKETS", DEFAULT_MEMBER_BUCKETS.into(), max_buckets)? as u32;
+        config.member_buckets =
+            number("SCIMFLOW_CQL_MEMBER_BUCKETS", DEFAULT_MEMBER_BUCKETS.into(), max_buckets)? as u32;
         config.write_concurrency =
             number("SCIMFLOW_CQL_WRITE_CONCURRENCY", DEFAULT_WRITE_CONCURRENCY as u64, 4096)? as usize;
         Ok(Some(config))
@@ -168,7 +169,10 @@ impl CqlConfig {
 pub fn validate_keyspace(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    if starts_well && name.len() <= 48 && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if starts_well
+        && name.len() <= 48
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         Ok(())
     } else {
         Err(format!("keyspace {name:?} must match [a-z][a-z0-9_]{{0,47}}"))
@@ -195,7 +199,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Option<CqlConfig>, StoreError> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         CqlConfig::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -218,10 +223,7 @@ mod tests {
     fn replication_forms() {
         assert_eq!(Replication::parse("simple:3").unwrap(), Replication::Simple { factor: 3 });
         let nts = Replication::parse("dc1:3, dc2:2").unwrap();
-        assert_eq!(
-            nts.to_cql(),
-            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
-        );
+        assert_eq!(nts.to_cql(), "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}");
         assert!(Replication::parse("dc1").is_err());
         assert!(Replication::parse("dc'1:3").is_err());
         assert!(Replication::parse("simple:0").is_err());
@@ -232,7 +234,8 @@ mod tests {
         assert!(config(&[("SCIMFLOW_CQL_NODES", "n"), ("SCIMFLOW_CQL_KEYSPACE", "Bad-Name")]).is_err());
         assert!(config(&[("SCIMFLOW_CQL_NODES", "n"), ("SCIMFLOW_CQL_CONSISTENCY", "most")]).is_err());
         assert!(config(&[("SCIMFLOW_CQL_NODES", "n"), ("SCIMFLOW_CQL_MEMBER_BUCKETS", "0")]).is_err());
-        let one = config(&[("SCIMFLOW_CQL_NODES", "n"), ("SCIMFLOW_CQL_CONSISTENCY", "ONE")]).unwrap().unwrap();
+        let one =
+            config(&[("SCIMFLOW_CQL_NODES", "n"), ("SCIMFLOW_CQL_CONSISTENCY", "ONE")]).unwrap().unwrap();
         assert_eq!(one.consistency, Consistency::One);
     }
 }

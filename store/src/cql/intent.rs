@@ -281,11 +281,24 @@ mod tests {
             Mutation::PutResource {
                 kind: user,
                 id: "u1".into(),
-                stored: StoredResource { resource: json!({"userName": "b", "n": 1.5, "z": [true, null]}), version: 7 },
+                stored: StoredResource {
+                    resource: json!({"userName": "b", "n": 1.5, "z": [true, null]}),
+                    version: 7,
+                },
             },
             Mutation::DeleteResource { kind: ResourceKind::Group, id: "g1".into() },
-            Mutation::PutIndex { kind: user, index: IndexName::EmailValue, key: "a@x".into(), id: "u1".into() },
-            Mutation::DeleteIndex { kind: user, index: IndexName::ExternalId, key: "É".into(), id: "u1".into() },
+            Mutation::PutIndex {
+                kind: user,
+                index: IndexName::EmailValue,
+                key: "a@x".into(),
+                id: "u1".into(),
+            },
+            Mutation::DeleteIndex {
+                kind: user,
+                index: IndexName::ExternalId,
+                key: "É".into(),
+                id: "u1".into(),
+            },
             Mutation::AddMember {
                 group_id: "g".into(),
                 member: Member { value: "u1".into(), kind: user, display: Some("Bé".into()) },

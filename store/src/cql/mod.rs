@@ -85,6 +85,15 @@ impl CqlStore {
             .await
             .map_err(|error| unavailable(&format!("cannot connect to {}", config.nodes.join(",")), error))?;
         let layout = migrate(&session, &config).await?;
+        if (layout.resource_buckets, layout.member_buckets) != (config.resource_buckets, config.member_buckets) {
+            // Not an error: the keyspace's layout is the only one its rows can be read with.
+            tracing::warn!(
+                keyspace = %config.keyspace,
+                configured = ?(config.resource_buckets, config.member_buckets),
+                in_force = ?(layout.resource_buckets, layout.member_buckets),
+                "CqlBucketConfigIgnored"
+            );
+        }
         let statements = Statements::prepare(&session, &config.keyspace).await?;
         tracing::info!(
             keyspace = %config.keyspace,
@@ -92,7 +101,18 @@ impl CqlStore {
             member_buckets = layout.member_buckets,
             "CqlStoreConnected"
         );
-        Ok(CqlStore { inner: Arc::new(Inner { session, statements, layout, config, handle: Handle::current() }) })
+        Ok(CqlStore {
+            inner: Arc::new(Inner { session, statements, layout, config, handle: Handle::current() }),
+        })
+    }
+
+    /// [`Self::connect`] with [`CqlConfig::from_env`]; `Ok(None)` when `SCIMFLOW_CQL_NODES` is
+    /// unset (the CQL store is not configured).
+    pub async fn connect_from_env() -> StoreResult<Option<Self>> {
+        match CqlConfig::from_env()? {
+            Some(config) => Self::connect(config).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The driver session (for administration and tests, e.g. dropping a test keyspace).

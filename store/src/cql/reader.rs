@@ -8,10 +8,9 @@
 //! before it is known to be exhausted is asked for more. Memory and rows read stay
 //! `O(limit + buckets × chunk)`, whatever the size of the tenant or the group.
 
-use super::statements::PAGE_SIZE;
 use super::writer::OFFSET_BUCKET;
 use super::{CqlStore, bucket_of, unavailable};
-use crate::port::{StoreError, StoreReader, StoreResult};
+use crate::port::{ChangeRecord, StoreError, StoreReader, StoreResult};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt, TryStreamExt, stream};
@@ -20,8 +19,10 @@ use scimflow_core::index::IndexName;
 use scimflow_core::state::{Member, StoredResource};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::serialize::row::SerializeRow;
+use scylla::response::PagingState;
 use scylla::statement::prepared::PreparedStatement;
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 
 /// Most rows one bucket query returns: bounds a response even for very large pages.
 const MAX_CHUNK: usize = 1000;
@@ -74,7 +75,12 @@ pub(crate) async fn merge_buckets<T: Send>(
     }
     let chunk = chunk_size(limit, buckets);
     let mut cursors: Vec<Cursor<T>> = (0..buckets as i32)
-        .map(|bucket| Cursor { bucket, rows: VecDeque::new(), last: after.map(str::to_owned), exhausted: false })
+        .map(|bucket| Cursor {
+            bucket,
+            rows: VecDeque::new(),
+            last: after.map(str::to_owned),
+            exhausted: false,
+        })
         .collect();
     let mut page = Vec::with_capacity(limit);
     while page.len() < limit {
@@ -110,25 +116,47 @@ pub(crate) async fn merge_buckets<T: Send>(
 }
 
 impl CqlStore {
-    /// Reads a whole partition through the driver's pager (`PAGE_SIZE` rows per page).
-    async fn read_all<R>(&self, statement: &PreparedStatement, values: impl SerializeRow, what: &str) -> StoreResult<Vec<R>>
+    /// Reads a whole partition, a page (the statement's page size) per request. Pages are
+    /// requested one by one rather than through the driver's pager, which runs a background task
+    /// per query: most of these reads (index keys, groups of a member) return a row or none, on
+    /// the fold's hot path.
+    async fn read_all<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> StoreResult<Vec<R>>
     where
-        R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata> + Send + 'static,
+        R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
     {
-        self.inner
-            .session
-            .execute_iter(statement.clone(), values)
-            .await
-            .map_err(|error| unavailable(what, error))?
-            .rows_stream::<R>()
-            .map_err(|error| unavailable(what, error))?
-            .map_err(|error| unavailable(what, error))
-            .try_collect()
-            .await
+        let mut all = Vec::new();
+        let mut paging = PagingState::start();
+        loop {
+            let (result, next) = self
+                .inner
+                .session
+                .execute_single_page(statement, &values, paging)
+                .await
+                .map_err(|error| unavailable(what, error))?;
+            let rows = result.into_rows_result().map_err(|error| unavailable(what, error))?;
+            let typed = rows.rows::<R>().map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))?;
+            for row in typed {
+                all.push(row.map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))?);
+            }
+            match next.into_paging_control_flow() {
+                ControlFlow::Break(()) => return Ok(all),
+                ControlFlow::Continue(state) => paging = state,
+            }
+        }
     }
 
     /// Reads at most one page of a bounded query (`LIMIT ?` in the statement).
-    async fn read_bounded<R>(&self, statement: &PreparedStatement, values: impl SerializeRow, what: &str) -> StoreResult<Vec<R>>
+    async fn read_bounded<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> StoreResult<Vec<R>>
     where
         R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
     {
@@ -144,21 +172,42 @@ impl CqlStore {
         typed.map(|row| row.map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))).collect()
     }
 
-    pub(crate) async fn read_resource(&self, tenant: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>> {
+    pub(crate) async fn read_resource(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>> {
         let bucket = bucket_of(id, self.inner.layout.resource_buckets);
         let rows: Vec<(i64, String)> = self
-            .read_bounded(&self.inner.statements.select_resource, (tenant, kind.name(), bucket, id), "read resource")
+            .read_bounded(
+                &self.inner.statements.select_resource,
+                (tenant, kind.name(), bucket, id),
+                "read resource",
+            )
             .await?;
         rows.first().map(|(version, body)| decode_resource(*version, body)).transpose()
     }
 
-    pub(crate) async fn read_index(&self, tenant: &str, kind: ResourceKind, index: IndexName, key: &str) -> StoreResult<Vec<String>> {
+    pub(crate) async fn read_index(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>> {
         let values = (tenant, kind.name(), index.as_str(), key);
-        let rows: Vec<(String,)> = self.read_all(&self.inner.statements.select_index, values, "read index").await?;
+        let rows: Vec<(String,)> =
+            self.read_all(&self.inner.statements.select_index, values, "read index").await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    pub(crate) async fn read_is_member(&self, tenant: &str, group_id: &str, member_id: &str) -> StoreResult<bool> {
+    pub(crate) async fn read_is_member(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        member_id: &str,
+    ) -> StoreResult<bool> {
         let bucket = bucket_of(member_id, self.inner.layout.member_buckets);
         let values = (tenant, group_id, bucket, member_id);
         let rows: Vec<(String,)> =
@@ -167,16 +216,26 @@ impl CqlStore {
     }
 
     pub(crate) async fn read_groups_of(&self, tenant: &str, member_id: &str) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> =
-            self.read_all(&self.inner.statements.select_groups_of, (tenant, member_id), "read groups of member").await?;
+        let rows: Vec<(String,)> = self
+            .read_all(&self.inner.statements.select_groups_of, (tenant, member_id), "read groups of member")
+            .await?;
         Ok(rows.into_iter().map(|(group,)| group).collect())
     }
 
-    async fn fetch_members(&self, tenant: &str, group_id: &str, bucket: i32, after: Option<String>, n: usize) -> StoreResult<Vec<(String, Member)>> {
+    async fn fetch_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        bucket: i32,
+        after: Option<String>,
+        n: usize,
+    ) -> StoreResult<Vec<(String, Member)>> {
         let s = &self.inner.statements;
         let n = n as i32;
         let rows: Vec<MemberRow> = match &after {
-            None => self.read_bounded(&s.members_first, (tenant, group_id, bucket, n), "read members").await?,
+            None => {
+                self.read_bounded(&s.members_first, (tenant, group_id, bucket, n), "read members").await?
+            }
             Some(after) => {
                 let values = (tenant, group_id, bucket, after.as_str(), n);
                 self.read_bounded(&s.members_after, values, "read members").await?
@@ -185,11 +244,21 @@ impl CqlStore {
         rows.into_iter().map(|row| decode_member(row).map(|member| (member.value.clone(), member))).collect()
     }
 
-    async fn fetch_resources(&self, tenant: &str, kind: ResourceKind, bucket: i32, after: Option<String>, n: usize) -> StoreResult<Vec<(String, StoredResource)>> {
+    async fn fetch_resources(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        bucket: i32,
+        after: Option<String>,
+        n: usize,
+    ) -> StoreResult<Vec<(String, StoredResource)>> {
         let s = &self.inner.statements;
         let n = n as i32;
         let rows: Vec<ResourceRow> = match &after {
-            None => self.read_bounded(&s.resources_first, (tenant, kind.name(), bucket, n), "read resources").await?,
+            None => {
+                self.read_bounded(&s.resources_first, (tenant, kind.name(), bucket, n), "read resources")
+                    .await?
+            }
             Some(after) => {
                 let values = (tenant, kind.name(), bucket, after.as_str(), n);
                 self.read_bounded(&s.resources_after, values, "read resources").await?
@@ -198,10 +267,15 @@ impl CqlStore {
         rows.into_iter().map(|(id, version, body)| Ok((id, decode_resource(version, &body)?))).collect()
     }
 
-    /// The encoded change envelopes produced by log offsets `[from, to)` of `partition`, in
-    /// offset order (and, within an offset, in the order the command produced them). Only
-    /// offsets below the partition's committed position are complete.
-    pub async fn changes_for_offsets(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<Vec<u8>>> {
+    /// The change feed of `partition` for commands with offsets in `[from, to)`, in order
+    /// (offset, then index within the command): [`crate::StoreWriter::changes_between`], async.
+    /// Only offsets below the partition's committed position are complete.
+    pub async fn changes_for_offsets(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Vec<ChangeRecord>> {
         let mut changes = Vec::new();
         if from >= to {
             return Ok(changes);
@@ -210,7 +284,11 @@ impl CqlStore {
             let values = (partition as i32, offset_bucket as i64, from as i64, to as i64);
             let rows: Vec<(i64, i32, Vec<u8>)> =
                 self.read_all(&self.inner.statements.select_changes, values, "read changes").await?;
-            changes.extend(rows.into_iter().map(|(_, _, envelope)| envelope));
+            changes.extend(rows.into_iter().map(|(offset, index, envelope)| ChangeRecord {
+                offset: offset as u64,
+                index: index as u32,
+                envelope,
+            }));
         }
         Ok(changes)
     }
@@ -218,11 +296,22 @@ impl CqlStore {
 
 #[async_trait]
 impl StoreReader for CqlStore {
-    async fn resource(&self, tenant_id: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>> {
+    async fn resource(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>> {
         self.read_resource(tenant_id, kind, id).await
     }
 
-    async fn index_lookup(&self, tenant_id: &str, kind: ResourceKind, index: IndexName, key: &str) -> StoreResult<Vec<String>> {
+    async fn index_lookup(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>> {
         self.read_index(tenant_id, kind, index, key).await
     }
 
@@ -230,13 +319,25 @@ impl StoreReader for CqlStore {
         self.read_groups_of(tenant_id, member_id).await
     }
 
-    async fn members_page(&self, tenant_id: &str, group_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Member>> {
+    async fn members_page(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Member>> {
         let fetch = |bucket, after, n| self.fetch_members(tenant_id, group_id, bucket, after, n).boxed();
         let page = merge_buckets(self.inner.layout.member_buckets, after, limit, &fetch).await?;
         Ok(page.into_iter().map(|(_, member)| member).collect())
     }
 
-    async fn resources_page(&self, tenant_id: &str, kind: ResourceKind, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, StoredResource)>> {
+    async fn resources_page(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, StoredResource)>> {
         let fetch = |bucket, after, n| self.fetch_resources(tenant_id, kind, bucket, after, n).boxed();
         merge_buckets(self.inner.layout.resource_buckets, after, limit, &fetch).await
     }
@@ -330,7 +431,15 @@ mod tests {
     fn skewed_buckets_are_refilled() {
         // Every id in one bucket: that bucket must be queried repeatedly.
         let fake = Fake::new(1, (0..100).map(|i| format!("{i:03}")));
-        let fake16 = Fake { buckets: { let mut b = vec![BTreeMap::new(); 16]; b[3] = fake.buckets[0].clone(); b }, rows_read: AtomicUsize::new(0), queries: Mutex::new(Vec::new()) };
+        let fake16 = Fake {
+            buckets: {
+                let mut b = vec![BTreeMap::new(); 16];
+                b[3] = fake.buckets[0].clone();
+                b
+            },
+            rows_read: AtomicUsize::new(0),
+            queries: Mutex::new(Vec::new()),
+        };
         let got = page(&fake16, 16, None, 50);
         assert_eq!(got, (0..50).map(|i| format!("{i:03}")).collect::<Vec<_>>());
         assert!(fake16.queries.lock().unwrap().iter().filter(|bucket| **bucket == 3).count() > 1);

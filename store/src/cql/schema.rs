@@ -48,8 +48,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             log_partition int PRIMARY KEY, next_offset bigint, last_timestamp bigint
         )",
         "CREATE TABLE IF NOT EXISTS {ks}.changes (
-            log_partition int, offset_bucket bigint, log_offset bigint, seq int, envelope blob,
-            PRIMARY KEY ((log_partition, offset_bucket), log_offset, seq)
+            log_partition int, offset_bucket bigint, log_offset bigint, change_index int, envelope blob,
+            PRIMARY KEY ((log_partition, offset_bucket), log_offset, change_index)
         )",
         "CREATE TABLE IF NOT EXISTS {ks}.pending_batches (
             log_partition int, chunk int, data blob,
@@ -76,7 +76,10 @@ pub async fn migrate(session: &Session, config: &CqlConfig) -> StoreResult<Layou
     let ks = &config.keyspace;
     super::config::validate_keyspace(ks).map_err(StoreError::Unavailable)?;
     let ddl = |text: String| async move {
-        session.query_unpaged(text.as_str(), ()).await.map_err(|error| unavailable(&format!("schema: {text}"), error))
+        session
+            .query_unpaged(text.as_str(), ())
+            .await
+            .map_err(|error| unavailable(&format!("schema: {text}"), error))
     };
     ddl(format!(
         "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {} AND durable_writes = true",
@@ -131,7 +134,9 @@ async fn applied_versions(session: &Session, ks: &str) -> StoreResult<BTreeSet<i
 async fn record_layout(session: &Session, config: &CqlConfig) -> StoreResult<()> {
     let ks = &config.keyspace;
     let existing = read_settings(session, ks).await?;
-    for (name, value) in [(RESOURCE_BUCKETS, config.resource_buckets), (MEMBER_BUCKETS, config.member_buckets)] {
+    for (name, value) in
+        [(RESOURCE_BUCKETS, config.resource_buckets), (MEMBER_BUCKETS, config.member_buckets)]
+    {
         if existing.iter().any(|(existing, _)| existing == name) {
             continue;
         }
@@ -154,7 +159,9 @@ async fn read_settings(session: &Session, ks: &str) -> StoreResult<Vec<(String, 
         .into_rows_result()
         .map_err(|error| unavailable("schema: read settings", error))?;
     let mut settings = Vec::new();
-    for row in rows.rows::<(String, Option<i64>)>().map_err(|error| unavailable("schema: read settings", error))? {
+    for row in
+        rows.rows::<(String, Option<i64>)>().map_err(|error| unavailable("schema: read settings", error))?
+    {
         let (name, value) = row.map_err(|error| unavailable("schema: read settings", error))?;
         settings.push((name, value.unwrap_or_default()));
     }
@@ -169,10 +176,9 @@ async fn read_layout(session: &Session, ks: &str) -> StoreResult<Layout> {
             .find(|(setting, _)| setting == name)
             .map(|(_, value)| *value)
             .ok_or_else(|| StoreError::Corrupt(format!("{ks}.store_settings has no {name}")))?;
-        u32::try_from(value)
-            .ok()
-            .filter(|value| (1..=MAX_BUCKETS).contains(value))
-            .ok_or_else(|| StoreError::Corrupt(format!("{ks}.store_settings {name} = {value} is out of range")))
+        u32::try_from(value).ok().filter(|value| (1..=MAX_BUCKETS).contains(value)).ok_or_else(|| {
+            StoreError::Corrupt(format!("{ks}.store_settings {name} = {value} is out of range"))
+        })
     };
     Ok(Layout { resource_buckets: get(RESOURCE_BUCKETS)?, member_buckets: get(MEMBER_BUCKETS)? })
 }

@@ -56,8 +56,10 @@ pub struct Statements {
 impl Statements {
     pub async fn prepare(session: &Session, ks: &str) -> StoreResult<Self> {
         let prepare = |text: String, page_size: Option<i32>| async move {
-            let mut statement =
-                session.prepare(text.as_str()).await.map_err(|error| unavailable(&format!("prepare {text}"), error))?;
+            let mut statement = session
+                .prepare(text.as_str())
+                .await
+                .map_err(|error| unavailable(&format!("prepare {text}"), error))?;
             statement.set_is_idempotent(true);
             if let Some(page_size) = page_size {
                 statement.set_page_size(page_size);
@@ -185,13 +187,13 @@ impl Statements {
             .await?,
 
             insert_change: prepare(
-                q("INSERT INTO {ks}.changes (log_partition, offset_bucket, log_offset, seq, envelope) \
+                q("INSERT INTO {ks}.changes (log_partition, offset_bucket, log_offset, change_index, envelope) \
                    VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"),
                 None,
             )
             .await?,
             select_changes: prepare(
-                q("SELECT log_offset, seq, envelope FROM {ks}.changes \
+                q("SELECT log_offset, change_index, envelope FROM {ks}.changes \
                    WHERE log_partition = ? AND offset_bucket = ? AND log_offset >= ? AND log_offset < ?"),
                 Some(PAGE_SIZE),
             )

@@ -29,11 +29,11 @@
 //! earlier `PutIndex` of the same row, an `AddMember` after a `ClearMembers` (a partition delete
 //! at a lower timestamp) survives it, and a replay rewrites identical cells.
 
-use super::intent::{self, CHUNK_BYTES, FeedChange};
+use super::intent::{self, CHUNK_BYTES};
 use super::statements::Statements;
 use super::view::CqlView;
 use super::{CqlStore, bucket_of, now_micros, unavailable};
-use crate::port::{StoreError, StoreResult, StoreWriter, TenantCommit, TenantView};
+use crate::port::{ChangeRecord, StoreError, StoreResult, StoreWriter, TenantCommit, TenantView};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
@@ -88,7 +88,7 @@ enum RowWrite<'a> {
     PutMemberOf { tenant: &'a str, member_id: &'a str, group: &'a str },
     DeleteMemberOf { tenant: &'a str, member_id: Cow<'a, str>, group: &'a str },
     ClearMembershipBucket { tenant: &'a str, group: &'a str, bucket: i32 },
-    PutChange { partition: u32, change: &'a FeedChange<'a> },
+    PutChange { partition: u32, change: &'a ChangeRecord },
 }
 
 /// The last `ClearMembers` of one group in a batch.
@@ -96,8 +96,9 @@ struct Clear<'a> {
     tenant: &'a str,
     group: &'a str,
     timestamp: i64,
-    /// Members added to the group earlier in the batch: their rows may not be readable yet
-    /// when the reverse rows are deleted, so they are unlinked explicitly.
+    /// Members added to the group earlier in the batch. Phase 1 finishes before the membership
+    /// is read, so their rows are normally visible to that read; they are unlinked explicitly
+    /// anyway, so that correctness never rests on read visibility.
     added_before: Vec<&'a str>,
 }
 
@@ -107,7 +108,7 @@ struct Plan<'a> {
     clears: Vec<Clear<'a>>,
 }
 
-fn plan<'a>(partition: u32, base: i64, tenants: &'a [TenantCommit], changes: &'a [FeedChange<'a>]) -> Plan<'a> {
+fn plan<'a>(partition: u32, base: i64, tenants: &'a [TenantCommit], changes: &'a [ChangeRecord]) -> Plan<'a> {
     let mut rows = Vec::new();
     let mut last_clear: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut added: HashMap<(&str, &str), Vec<(i64, &str)>> = HashMap::new();
@@ -123,10 +124,16 @@ fn plan<'a>(partition: u32, base: i64, tenants: &'a [TenantCommit], changes: &'a
                     rows.push((timestamp, RowWrite::DeleteResource { tenant, kind: *kind, id }));
                 }
                 Mutation::PutIndex { kind, index, key, id } => {
-                    rows.push((timestamp, RowWrite::PutIndex { tenant, kind: *kind, index: *index, key, id }));
+                    rows.push((
+                        timestamp,
+                        RowWrite::PutIndex { tenant, kind: *kind, index: *index, key, id },
+                    ));
                 }
                 Mutation::DeleteIndex { kind, index, key, id } => {
-                    rows.push((timestamp, RowWrite::DeleteIndex { tenant, kind: *kind, index: *index, key, id }));
+                    rows.push((
+                        timestamp,
+                        RowWrite::DeleteIndex { tenant, kind: *kind, index: *index, key, id },
+                    ));
                 }
                 Mutation::AddMember { group_id, member } => {
                     rows.push((timestamp, RowWrite::PutMembership { tenant, group: group_id, member }));
@@ -140,7 +147,11 @@ fn plan<'a>(partition: u32, base: i64, tenants: &'a [TenantCommit], changes: &'a
                     rows.push((timestamp, RowWrite::DeleteMembership { tenant, group: group_id, member_id }));
                     rows.push((
                         timestamp,
-                        RowWrite::DeleteMemberOf { tenant, member_id: Cow::Borrowed(member_id), group: group_id },
+                        RowWrite::DeleteMemberOf {
+                            tenant,
+                            member_id: Cow::Borrowed(member_id),
+                            group: group_id,
+                        },
                     ));
                 }
                 Mutation::ClearMembers { group_id } => {
@@ -180,40 +191,12 @@ fn end_timestamp(base: i64, tenants: &[TenantCommit]) -> i64 {
     base + mutations as i64 + 1
 }
 
-/// Gives each change its sequence number among the changes of the same offset.
-fn number_changes<'a>(changes: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<FeedChange<'a>> {
-    let mut next_seq: HashMap<u64, u32> = HashMap::new();
-    changes
-        .into_iter()
-        .map(|(offset, envelope)| {
-            let seq = next_seq.entry(offset).or_default();
-            let change = FeedChange { offset, seq: *seq, envelope: Cow::Borrowed(envelope) };
-            *seq += 1;
-            change
-        })
-        .collect()
-}
-
 impl CqlStore {
     fn statements(&self) -> &Statements {
         &self.inner.statements
     }
 
-    /// Commits a batch whose change envelopes carry the log offset of the command that produced
-    /// them, so [`CqlStore::changes_for_offsets`] can return exactly the changes of an offset
-    /// range. See the module docs for the steps and why they make the commit crash-safe.
-    pub async fn commit_batch(
-        &self,
-        partition: u32,
-        next_offset: u64,
-        tenants: &[TenantCommit],
-        changes: &[(u64, Vec<u8>)],
-    ) -> StoreResult<()> {
-        let changes = number_changes(changes.iter().map(|(offset, bytes)| (*offset, bytes.as_slice())));
-        self.commit_steps(partition, next_offset, tenants, &changes, None).await
-    }
-
-    /// Like [`Self::commit_batch`] but stops at `crash`, as if the process died there
+    /// Like [`StoreWriter::commit`] but stops at `crash`, as if the process died there
     /// (crash-recovery tests only).
     #[doc(hidden)]
     pub async fn commit_until_crash(
@@ -221,11 +204,21 @@ impl CqlStore {
         partition: u32,
         next_offset: u64,
         tenants: &[TenantCommit],
-        changes: &[(u64, Vec<u8>)],
+        changes: &[ChangeRecord],
         crash: CrashPoint,
     ) -> StoreResult<()> {
-        let changes = number_changes(changes.iter().map(|(offset, bytes)| (*offset, bytes.as_slice())));
-        self.commit_steps(partition, next_offset, tenants, &changes, Some(crash)).await
+        self.commit_steps(partition, next_offset, tenants, changes, Some(crash)).await
+    }
+
+    /// [`StoreWriter::commit`], async: the steps of the module docs.
+    pub async fn commit_batch(
+        &self,
+        partition: u32,
+        next_offset: u64,
+        tenants: &[TenantCommit],
+        changes: &[ChangeRecord],
+    ) -> StoreResult<()> {
+        self.commit_steps(partition, next_offset, tenants, changes, None).await
     }
 
     async fn commit_steps(
@@ -233,7 +226,7 @@ impl CqlStore {
         partition: u32,
         next_offset: u64,
         tenants: &[TenantCommit],
-        changes: &[FeedChange<'_>],
+        changes: &[ChangeRecord],
         crash: Option<CrashPoint>,
     ) -> StoreResult<()> {
         let (position, header) =
@@ -314,12 +307,12 @@ impl CqlStore {
         partition: u32,
         base: i64,
         tenants: &[TenantCommit],
-        changes: &[FeedChange<'_>],
+        changes: &[ChangeRecord],
         crash: Option<CrashPoint>,
     ) -> StoreResult<bool> {
         let plan = plan(partition, base, tenants, changes);
         let keep = |index: usize| match crash {
-            Some(CrashPoint::AfterSomeRows { keep_one_in }) => keep_one_in != 0 && index % keep_one_in == 0,
+            Some(CrashPoint::AfterSomeRows { keep_one_in }) => index.checked_rem(keep_one_in) == Some(0),
             _ => true,
         };
         let rows = plan.rows.iter().enumerate().filter(|(index, _)| keep(*index)).map(|(_, row)| row);
@@ -336,7 +329,8 @@ impl CqlStore {
             .iter()
             .flat_map(|clear| {
                 (0..buckets).map(|bucket| {
-                    let write = RowWrite::ClearMembershipBucket { tenant: clear.tenant, group: clear.group, bucket };
+                    let write =
+                        RowWrite::ClearMembershipBucket { tenant: clear.tenant, group: clear.group, bucket };
                     (clear.timestamp, write)
                 })
             })
@@ -362,7 +356,11 @@ impl CqlStore {
         let earlier: Vec<RowWrite<'_>> = clear
             .added_before
             .iter()
-            .map(|member| RowWrite::DeleteMemberOf { tenant: clear.tenant, member_id: Cow::Borrowed(member), group: clear.group })
+            .map(|member| RowWrite::DeleteMemberOf {
+                tenant: clear.tenant,
+                member_id: Cow::Borrowed(member),
+                group: clear.group,
+            })
             .collect();
         self.run_writes(earlier.iter().map(|write| (clear.timestamp, write))).await?;
         let page = super::statements::PAGE_SIZE as usize;
@@ -377,7 +375,11 @@ impl CqlStore {
                 .map_err(|error| unavailable("read members to unlink", error))?;
             let mut pending = Vec::with_capacity(page);
             loop {
-                let row = rows.next().await.transpose().map_err(|error| unavailable("read members to unlink", error))?;
+                let row = rows
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|error| unavailable("read members to unlink", error))?;
                 let done = row.is_none();
                 if let Some((member_id,)) = row {
                     pending.push(unlink(Cow::Owned(member_id)));
@@ -395,7 +397,10 @@ impl CqlStore {
     }
 
     /// Runs writes with bounded concurrency; their order does not matter (see the module docs).
-    async fn run_writes<'w, 'a: 'w>(&self, writes: impl Iterator<Item = (i64, &'w RowWrite<'a>)>) -> StoreResult<()> {
+    async fn run_writes<'w, 'a: 'w>(
+        &self,
+        writes: impl Iterator<Item = (i64, &'w RowWrite<'a>)>,
+    ) -> StoreResult<()> {
         stream::iter(writes.map(|(timestamp, write)| self.execute_write(timestamp, write)))
             .buffer_unordered(self.inner.config.write_concurrency.max(1))
             .try_collect::<()>()
@@ -432,7 +437,8 @@ impl CqlStore {
                 // per membership row (the embedded store encodes it the same way).
                 let display = member.display.as_deref().unwrap_or_default();
                 let bucket = bucket_of(&member.value, member_buckets);
-                let values = (*tenant, *group, bucket, member.value.as_str(), member.kind.name(), display, timestamp);
+                let values =
+                    (*tenant, *group, bucket, member.value.as_str(), member.kind.name(), display, timestamp);
                 session.execute_unpaged(&s.insert_membership, values).await
             }
             RowWrite::DeleteMembership { tenant, group, member_id } => {
@@ -447,15 +453,17 @@ impl CqlStore {
                 session.execute_unpaged(&s.delete_member_of, values).await
             }
             RowWrite::ClearMembershipBucket { tenant, group, bucket } => {
-                session.execute_unpaged(&s.clear_membership_bucket, (timestamp, *tenant, *group, *bucket)).await
+                session
+                    .execute_unpaged(&s.clear_membership_bucket, (timestamp, *tenant, *group, *bucket))
+                    .await
             }
             RowWrite::PutChange { partition, change } => {
                 let values = (
                     *partition as i32,
                     (change.offset / OFFSET_BUCKET) as i64,
                     change.offset as i64,
-                    change.seq as i32,
-                    change.envelope.as_ref(),
+                    change.index as i32,
+                    change.envelope.as_slice(),
                     timestamp,
                 );
                 session.execute_unpaged(&s.insert_change, values).await
@@ -542,7 +550,8 @@ impl CqlStore {
         if matches!(crash, Some(CrashPoint::BeforeIntentHeader)) {
             return Ok(());
         }
-        let header = (base, next_offset as i64, base, end, chunks.len() as i32, bytes.len() as i64, partition as i32);
+        let header =
+            (base, next_offset as i64, base, end, chunks.len() as i32, bytes.len() as i64, partition as i32);
         session
             .execute_unpaged(&self.statements().insert_pending_header, header)
             .await
@@ -551,7 +560,9 @@ impl CqlStore {
     }
 
     async fn read_chunks(&self, partition: u32, chunk_count: i32, total_bytes: i64) -> StoreResult<Vec<u8>> {
-        let corrupt = |message: String| StoreError::Corrupt(format!("pending batch of partition {partition}: {message}"));
+        let corrupt = |message: String| {
+            StoreError::Corrupt(format!("pending batch of partition {partition}: {message}"))
+        };
         let mut rows = self
             .inner
             .session
@@ -620,26 +631,24 @@ impl StoreWriter for CqlStore {
         self.block_on(self.recover_partition(partition))
     }
 
-    /// The port gives no offsets with the changes, so they are all filed under the batch's last
-    /// offset (`next_offset - 1`): a range read covering a batch's end returns all its changes.
-    /// [`CqlStore::commit_batch`] takes exact offsets.
-    fn commit(&self, partition: u32, next_offset: u64, tenants: &[TenantCommit], changes: &[Vec<u8>]) -> StoreResult<()> {
-        let offset = next_offset.saturating_sub(1);
-        let changes = number_changes(changes.iter().map(|bytes| (offset, bytes.as_slice())));
-        self.block_on(self.commit_steps(partition, next_offset, tenants, &changes, None))
+    fn commit(
+        &self,
+        partition: u32,
+        next_offset: u64,
+        tenants: &[TenantCommit],
+        changes: &[ChangeRecord],
+    ) -> StoreResult<()> {
+        self.block_on(self.commit_steps(partition, next_offset, tenants, changes, None))
+    }
+
+    fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>> {
+        self.block_on(self.changes_for_offsets(partition, from, to))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequence_numbers_restart_per_offset() {
-        let changes = number_changes([(5, &b"a"[..]), (5, b"b"), (6, b"c"), (5, b"d")]);
-        let numbered: Vec<(u64, u32)> = changes.iter().map(|change| (change.offset, change.seq)).collect();
-        assert_eq!(numbered, [(5, 0), (5, 1), (6, 0), (5, 2)]);
-    }
 
     #[test]
     fn timestamps_follow_mutation_order_and_only_the_last_clear_counts() {

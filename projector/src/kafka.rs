@@ -1,0 +1,271 @@
+//! The projector over the Kafka commands topic.
+//!
+//! Members of one consumer group (`scimflow-projector` by default) share the partitions of the
+//! commands topic; each partition has one writer at a time. For its partitions a member folds
+//! commands in batches with [`fold_records`](crate::fold_records) into the store, reports the
+//! outcomes (outcomes topic, and the in-process hub when all-in-one), and publishes the changes
+//! to the changes topic **in a Kafka transaction together with the consumer offsets**.
+//!
+//! ## Positions
+//! The store is authoritative: on assignment each partition starts at `store.next_offset(p)`,
+//! never at Kafka's committed offset, so a command below the store's position is never folded
+//! twice, whatever happened to Kafka offsets.
+//!
+//! The committed consumer offset instead says how far the **changes** were published: every
+//! transaction commits the changes of commands `[c, n)` together with offset `n`. On assignment
+//! a member compares the committed offset `c` with the store position `s`:
+//! - `c < s`: a previous owner crashed (or its transaction was aborted) after its store commit.
+//!   The changes of `[c, s)` are read back with `changes_between` and published, in
+//!   transactions that also commit the offset, before anything new is folded.
+//! - `c > s`: the store lost its latest commits (e.g. the embedded store's unsynced tail after a
+//!   power cut). Commands `[s, c)` are folded again (the fold is deterministic), but their changes
+//!   are not published again.
+//!
+//! So each folded command's changes appear on the changes topic exactly once, as seen by a
+//! `read_committed` consumer. See docs/kafka.md for the full argument and its limits.
+//!
+//! ## Threads
+//! librdkafka runs rebalance callbacks on the thread that polls, and everything the loop does is
+//! blocking (the store port is synchronous, transactions block), so the whole loop runs on one
+//! dedicated OS thread; [`KafkaProjector`] is the async handle to it.
+//!
+//! ## Layout
+//! - [`assignment`]: the rebalance callback positioning partitions at the store's offsets.
+//! - [`worker`]: the loop: poll, fold, publish, commit; retries and recovery.
+
+pub mod assignment;
+pub mod worker;
+
+use scimflow_core::SchemaRegistry;
+use scimflow_log::OutcomeHub;
+use scimflow_log::kafka::{KafkaConfig, KafkaSetupError, ensure_topics};
+use scimflow_store::StoreWriter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+#[derive(Debug, Clone)]
+pub struct KafkaProjectorConfig {
+    pub kafka: KafkaConfig,
+    /// The consumer group; all projectors of one pipeline share it.
+    pub group_id: String,
+    /// Names this member's transactional producer (`<group>-<instance>`). A restarted member
+    /// with the same id fences its previous incarnation at once and aborts its open
+    /// transaction; with a fresh id (the default, random) an abandoned transaction holds back
+    /// `read_committed` readers of the changes topic until `transaction_timeout`. In production
+    /// use a stable per-slot id (e.g. the StatefulSet pod name); never give two live members
+    /// the same id (the later one fences the other, which then stops).
+    pub instance_id: String,
+    /// Most records taken in one poll round (across this member's partitions).
+    pub max_batch: usize,
+    /// `transaction.timeout.ms`: the longest a transaction may stay open; also how long an
+    /// abandoned one can stall `read_committed` readers.
+    pub transaction_timeout: Duration,
+}
+
+impl KafkaProjectorConfig {
+    pub const DEFAULT_GROUP_ID: &'static str = "scimflow-projector";
+    pub const DEFAULT_MAX_BATCH: usize = crate::embedded::MAX_BATCH;
+    pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+    pub fn new(kafka: KafkaConfig) -> Self {
+        KafkaProjectorConfig {
+            kafka,
+            group_id: Self::DEFAULT_GROUP_ID.to_owned(),
+            instance_id: uuid::Uuid::new_v4().simple().to_string(),
+            max_batch: Self::DEFAULT_MAX_BATCH,
+            transaction_timeout: Self::DEFAULT_TRANSACTION_TIMEOUT,
+        }
+    }
+
+    /// [`KafkaProjectorConfig::new`] plus `SCIMFLOW_PROJECTOR_GROUP_ID`,
+    /// `SCIMFLOW_PROJECTOR_INSTANCE_ID`, `SCIMFLOW_PROJECTOR_MAX_BATCH` and
+    /// `SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS` from the environment.
+    pub fn from_env(kafka: KafkaConfig) -> Result<Self, KafkaSetupError> {
+        let mut config = Self::new(kafka);
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let number = |name: &str, value: String| {
+            value.trim().parse::<u64>().map_err(|_| KafkaSetupError::Config(format!("{name}={value:?} is not a number")))
+        };
+        if let Some(group) = var("SCIMFLOW_PROJECTOR_GROUP_ID") {
+            config.group_id = group;
+        }
+        if let Some(instance) = var("SCIMFLOW_PROJECTOR_INSTANCE_ID") {
+            config.instance_id = instance;
+        }
+        if let Some(value) = var("SCIMFLOW_PROJECTOR_MAX_BATCH") {
+            config.max_batch = number("SCIMFLOW_PROJECTOR_MAX_BATCH", value)?.max(1) as usize;
+        }
+        if let Some(value) = var("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS") {
+            config.transaction_timeout = Duration::from_millis(number("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS", value)?);
+        }
+        Ok(config)
+    }
+
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.group_id, self.instance_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaProjectorError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    /// The transactional producer can no longer be used (fenced by a member with the same
+    /// instance id, or a broker-side fatal error). Restarting the process recovers, unless two
+    /// members really share the id.
+    #[error("fatal kafka error, the projector stopped: {0}")]
+    Fatal(String),
+    #[error("the projector thread panicked")]
+    Panicked,
+}
+
+/// Stop requests from the handle to the worker thread.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    /// Finish the round in progress, then leave the group.
+    stop: AtomicBool,
+    /// Abandon work at the next step without publishing or committing (a simulated crash).
+    kill: AtomicBool,
+}
+
+impl Control {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.killed()
+    }
+
+    pub(crate) fn killed(&self) -> bool {
+        self.kill.load(Ordering::Relaxed)
+    }
+}
+
+/// A running Kafka projector member.
+///
+/// # Examples
+/// ```no_run
+/// # async fn example(store: std::sync::Arc<scimflow_store::embedded::EmbeddedStore>) -> Result<(), Box<dyn std::error::Error>> {
+/// use scimflow_log::kafka::KafkaConfig;
+/// use scimflow_projector::kafka::{KafkaProjector, KafkaProjectorConfig};
+/// let registry = std::sync::Arc::new(scimflow_core::SchemaRegistry::standard());
+/// let config = KafkaProjectorConfig::from_env(KafkaConfig::from_env()?)?;
+/// let projector = KafkaProjector::start(registry, store, config, None).await?;
+/// // ... until shutdown:
+/// projector.stop().await?;
+/// # Ok(()) }
+/// ```
+pub struct KafkaProjector {
+    control: Arc<Control>,
+    done: oneshot::Receiver<Result<(), KafkaProjectorError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaProjector {
+    /// Ensures the topics, then starts the member: returns once its transactional producer is
+    /// initialised and it has subscribed (partitions arrive with the first rebalance).
+    /// `hub`: also deliver outcomes in-process (all-in-one); they go to the outcomes topic
+    /// either way.
+    pub async fn start<S: StoreWriter + 'static>(
+        registry: Arc<SchemaRegistry>,
+        store: Arc<S>,
+        config: KafkaProjectorConfig,
+        hub: Option<Arc<OutcomeHub>>,
+    ) -> Result<Self, KafkaProjectorError> {
+        ensure_topics(&config.kafka).await?;
+        let control = Arc::new(Control::default());
+        let (ready_sender, ready) = oneshot::channel();
+        let (done_sender, done) = oneshot::channel();
+        let worker_control = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("scimflow-projector".into())
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match worker::Worker::open(registry, store, &config, hub, worker_control) {
+                        Ok(worker) => {
+                            let _ = ready_sender.send(Ok(()));
+                            worker.run()
+                        }
+                        Err(error) => {
+                            let _ = ready_sender.send(Err(error));
+                            Ok(())
+                        }
+                    }
+                }));
+                let result = outcome.unwrap_or_else(|_| {
+                    tracing::error!("ProjectorPanicked");
+                    Err(KafkaProjectorError::Panicked)
+                });
+                let _ = done_sender.send(result);
+            })
+            .map_err(|error| KafkaSetupError::Config(format!("cannot start the projector thread: {error}")))?;
+        let projector = KafkaProjector { control, done, thread: Some(thread) };
+        match ready.await {
+            Ok(Ok(())) => Ok(projector),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(KafkaProjectorError::Panicked),
+        }
+    }
+
+    /// Waits until the member stops by itself (only on a fatal error).
+    pub async fn stopped(&mut self) -> Result<(), KafkaProjectorError> {
+        (&mut self.done).await.unwrap_or(Err(KafkaProjectorError::Panicked))
+    }
+
+    /// Graceful stop: finishes the round in progress (fold, publish, commit), then leaves the
+    /// group so the partitions move at once.
+    pub async fn stop(mut self) -> Result<(), KafkaProjectorError> {
+        self.control.stop.store(true, Ordering::Relaxed);
+        let result = self.stopped().await;
+        self.join().await;
+        result
+    }
+
+    /// Simulates a crash: the member abandons its work at the next step, right after a store
+    /// commit when it is busy, without publishing changes or committing offsets, and closes its
+    /// clients. For tests of recovery.
+    pub async fn kill(mut self) {
+        self.control.kill.store(true, Ordering::Relaxed);
+        let _ = self.stopped().await;
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for KafkaProjector {
+    fn drop(&mut self) {
+        // Dropped without `stop`: still stop the thread rather than leak a group member.
+        self.control.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs a projector member until `shutdown` turns true (then stops gracefully) or it fails.
+pub async fn run<S: StoreWriter + 'static>(
+    registry: Arc<SchemaRegistry>,
+    store: Arc<S>,
+    config: KafkaProjectorConfig,
+    hub: Option<Arc<OutcomeHub>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KafkaProjectorError> {
+    let mut projector = KafkaProjector::start(registry, store, config, hub).await?;
+    let shutdown_requested = async {
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                // The sender is gone: nobody can ask for a shutdown any more; keep running.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let failed = tokio::select! {
+        result = projector.stopped() => Some(result),
+        () = shutdown_requested => None,
+    };
+    match failed {
+        Some(result) => result,
+        None => projector.stop().await,
+    }
+}

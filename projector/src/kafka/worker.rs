@@ -1,0 +1,643 @@
+//! The projector loop on its dedicated thread.
+//!
+//! One round: apply rebalances; prepare newly assigned partitions (fetch the committed offset,
+//! republish what a previous owner folded but did not publish, resume); poll what is available
+//! (waiting only when idle, so an idle projector answers at once and a busy one folds big
+//! batches); fold each ready partition's records into the store; report the outcomes; publish
+//! the changes and commit the offsets in one transaction.
+//!
+//! Failures never skip or reorder: a store error keeps the partition's records, pauses the
+//! partition and retries with backoff; an aborted transaction sends the partition back through
+//! preparation, which republishes the missing changes from the store's change feed.
+
+use super::Control;
+use super::assignment::{AssignmentContext, Rebalanced};
+use super::{KafkaProjectorConfig, KafkaProjectorError};
+use crate::batch::{BatchResult, fold_records};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use scimflow_core::SchemaRegistry;
+use scimflow_log::kafka::context::TracingContext;
+use scimflow_log::kafka::{KafkaSetupError, OutcomePublisher, TopicNames};
+use scimflow_log::{LogRecord, OutcomeHub};
+use scimflow_store::{ChangeRecord, StoreError, StoreWriter};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long `poll` waits when there is nothing to fold; bounds the reaction to a stop request.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Timeout of blocking Kafka calls (transactions, committed offsets).
+const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Command offsets whose changes go into one recovery transaction.
+const REPUBLISH_CHUNK: u64 = 1024;
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Assigned and paused; the committed offset is not known yet.
+    FetchCommitted,
+    /// Paused; changes between the committed offset and the store position must be published
+    /// before anything new is folded.
+    Republish,
+    /// Folding.
+    Ready,
+}
+
+struct Retry {
+    delay: Duration,
+    not_before: Option<Instant>,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Retry { delay: FIRST_RETRY, not_before: None }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|at| now >= at)
+    }
+
+    /// Schedules the next attempt; returns the delay for the log.
+    fn failed(&mut self) -> Duration {
+        let delay = self.delay;
+        self.not_before = Some(Instant::now() + delay);
+        self.delay = (self.delay * 2).min(MAX_RETRY);
+        delay
+    }
+
+    fn succeeded(&mut self) {
+        *self = Retry::new();
+    }
+}
+
+struct PartitionState {
+    phase: Phase,
+    /// The offset after the last record taken; anything below is a redelivery (librdkafka
+    /// refetches after pause/resume) and is dropped.
+    next_expected: u64,
+    /// Kafka's committed offset as of our last transaction: the changes of every command below
+    /// it are on the changes topic.
+    published_until: u64,
+    /// Records taken but not folded yet, in offset order.
+    pending: Vec<LogRecord>,
+    retry: Retry,
+    paused: bool,
+}
+
+impl PartitionState {
+    fn assigned(store_next: u64) -> Self {
+        PartitionState {
+            phase: Phase::FetchCommitted,
+            next_expected: store_next,
+            published_until: 0,
+            pending: Vec::new(),
+            retry: Retry::new(),
+            paused: true,
+        }
+    }
+
+    fn foldable(&self, now: Instant) -> bool {
+        self.phase == Phase::Ready && !self.pending.is_empty() && self.retry.due(now)
+    }
+}
+
+/// One partition's share of a transaction: its changes and the offset to commit.
+struct PartitionPublish {
+    partition: u32,
+    changes: Vec<ChangeRecord>,
+    commit_offset: u64,
+}
+
+enum TransactionFailure {
+    /// Aborted cleanly; nothing of it is visible. The partitions need republishing.
+    Aborted(KafkaError),
+    /// The producer is unusable.
+    Fatal(String),
+}
+
+enum RepublishFailure {
+    Store(StoreError),
+    Transaction(TransactionFailure),
+}
+
+pub(crate) struct Worker<S: StoreWriter + 'static> {
+    registry: Arc<SchemaRegistry>,
+    store: Arc<S>,
+    consumer: BaseConsumer<AssignmentContext<S>>,
+    producer: ThreadedProducer<TracingContext>,
+    outcomes: OutcomePublisher,
+    hub: Option<Arc<OutcomeHub>>,
+    topics: TopicNames,
+    max_batch: usize,
+    partitions: BTreeMap<u32, PartitionState>,
+    control: Arc<Control>,
+}
+
+impl<S: StoreWriter + 'static> Worker<S> {
+    pub(crate) fn open(
+        registry: Arc<SchemaRegistry>,
+        store: Arc<S>,
+        config: &KafkaProjectorConfig,
+        hub: Option<Arc<OutcomeHub>>,
+        control: Arc<Control>,
+    ) -> Result<Self, KafkaProjectorError> {
+        let kafka = &config.kafka;
+        let topics = kafka.topics();
+        let transaction_timeout = config.transaction_timeout.as_millis().to_string();
+        let producer: ThreadedProducer<TracingContext> = kafka
+            .client_config(&[("linger.ms", "5"), ("compression.type", "lz4")])
+            .set("transactional.id", config.transactional_id())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("transaction.timeout.ms", &transaction_timeout)
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+            .set("message.timeout.ms", &transaction_timeout)
+            .create_with_context(TracingContext { client: "change-producer" })
+            .map_err(KafkaSetupError::from)?;
+        // Fences any earlier producer with this transactional.id and aborts its open
+        // transaction.
+        producer.init_transactions(KAFKA_CALL_TIMEOUT).map_err(KafkaSetupError::from)?;
+        let consumer: BaseConsumer<AssignmentContext<S>> = kafka
+            .client_config(&[
+                // Only moved partitions pause on a rebalance; the rest keep folding.
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ])
+            .set("group.id", &config.group_id)
+            // Offsets are committed only inside our transactions.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Commands are produced without transactions today; read_committed keeps it right if
+            // a transactional writer ever appends, and makes committed-offset fetches wait for
+            // a previous owner's pending transaction (KIP-447).
+            .set("isolation.level", "read_committed")
+            // Partitions start at the store's position; if that is outside the log, the store
+            // and the topic do not belong together: stop that partition loudly, never jump.
+            .set("auto.offset.reset", "error")
+            .set("enable.partition.eof", "false")
+            .create_with_context(AssignmentContext::new(store.clone(), control.clone()))
+            .map_err(KafkaSetupError::from)?;
+        consumer.subscribe(&[&topics.commands]).map_err(KafkaSetupError::from)?;
+        let outcomes = OutcomePublisher::new(kafka)?;
+        tracing::info!(
+            group = %config.group_id, transactional_id = %config.transactional_id(), topic = %topics.commands,
+            "ProjectorStarted"
+        );
+        Ok(Worker {
+            registry,
+            store,
+            consumer,
+            producer,
+            outcomes,
+            hub,
+            topics,
+            max_batch: config.max_batch.max(1),
+            partitions: BTreeMap::new(),
+            control,
+        })
+    }
+
+    pub(crate) fn run(mut self) -> Result<(), KafkaProjectorError> {
+        loop {
+            if self.control.killed() {
+                // Fold what is ready (so the kill lands right after a store commit when busy),
+                // then abandon everything: no publish, no offset commit.
+                let busy = self.partitions.values().any(|state| state.foldable(Instant::now()));
+                if busy {
+                    self.fold_round()?;
+                }
+                tracing::warn!("ProjectorKilled");
+                return Ok(());
+            }
+            if self.control.stopping() {
+                break;
+            }
+            self.apply_rebalances();
+            self.prepare_partitions()?;
+            self.poll_round();
+            self.apply_rebalances();
+            if self.fold_round()? == RoundEnd::Abandoned {
+                tracing::warn!("ProjectorKilled");
+                return Ok(());
+            }
+        }
+        self.outcomes.flush(Duration::from_secs(5));
+        tracing::info!("ProjectorStopped");
+        // Dropping the consumer closes it: it leaves the group, so the partitions move now
+        // rather than after the session timeout.
+        Ok(())
+    }
+
+    fn apply_rebalances(&mut self) {
+        for event in self.consumer.context().take_events() {
+            match event {
+                Rebalanced::Assigned(assigned) => {
+                    for (partition, store_next) in assigned {
+                        self.partitions.insert(partition, PartitionState::assigned(store_next));
+                    }
+                }
+                Rebalanced::Revoked(revoked) => {
+                    for partition in revoked {
+                        if let Some(state) = self.partitions.remove(&partition) {
+                            tracing::debug!(partition, dropped = state.pending.len(), "PartitionReleased");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves assigned partitions to `Ready`: committed offset, then republishing.
+    fn prepare_partitions(&mut self) -> Result<(), KafkaProjectorError> {
+        let now = Instant::now();
+        let to_fetch: Vec<u32> = self
+            .partitions
+            .iter()
+            .filter(|(_, state)| state.phase == Phase::FetchCommitted && state.retry.due(now))
+            .map(|(partition, _)| *partition)
+            .collect();
+        if !to_fetch.is_empty() {
+            self.fetch_committed(&to_fetch);
+        }
+        let to_republish: Vec<u32> = self
+            .partitions
+            .iter()
+            .filter(|(_, state)| state.phase == Phase::Republish && state.retry.due(now))
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in to_republish {
+            if self.control.stopping() {
+                break;
+            }
+            match self.republish(partition) {
+                Ok(()) => {
+                    if let Some(state) = self.partitions.get_mut(&partition) {
+                        state.phase = Phase::Ready;
+                        state.retry.succeeded();
+                    }
+                    self.set_paused(partition, false);
+                }
+                Err(RepublishFailure::Transaction(TransactionFailure::Fatal(reason))) => {
+                    return Err(KafkaProjectorError::Fatal(reason));
+                }
+                Err(failure) => {
+                    let reason = match failure {
+                        RepublishFailure::Store(error) => error.to_string(),
+                        RepublishFailure::Transaction(TransactionFailure::Aborted(error)) => error.to_string(),
+                        RepublishFailure::Transaction(TransactionFailure::Fatal(reason)) => reason,
+                    };
+                    if let Some(state) = self.partitions.get_mut(&partition) {
+                        let delay = state.retry.failed();
+                        tracing::error!(partition, error = %reason, retry_in_ms = delay.as_millis() as u64, "ChangesRepublishFailed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_committed(&mut self, partitions: &[u32]) {
+        let mut wanted = TopicPartitionList::with_capacity(partitions.len());
+        for partition in partitions {
+            wanted.add_partition(&self.topics.commands, *partition as i32);
+        }
+        // With read_committed this waits for offsets of a pending transaction of the previous
+        // owner to be committed or aborted.
+        let committed = match self.consumer.committed_offsets(wanted, KAFKA_CALL_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(error) => {
+                for partition in partitions {
+                    if let Some(state) = self.partitions.get_mut(partition) {
+                        let delay = state.retry.failed();
+                        tracing::warn!(partition, error = %error, retry_in_ms = delay.as_millis() as u64, "CommittedOffsetFetchFailed");
+                    }
+                }
+                return;
+            }
+        };
+        for element in committed.elements() {
+            let partition = element.partition() as u32;
+            let Some(state) = self.partitions.get_mut(&partition) else { continue };
+            if let Err(error) = element.error() {
+                // Unknown is not "none": guessing 0 would publish everything again.
+                let delay = state.retry.failed();
+                tracing::warn!(partition, error = %error, retry_in_ms = delay.as_millis() as u64, "CommittedOffsetFetchFailed");
+                continue;
+            }
+            // No committed offset: nothing was ever published for this partition in this group.
+            let published_until = match element.offset() {
+                Offset::Offset(offset) if offset >= 0 => offset as u64,
+                _ => 0,
+            };
+            if published_until > state.next_expected {
+                tracing::warn!(
+                    partition, store_next = state.next_expected, committed = published_until,
+                    "ProjectorStoreBehindCommittedOffset"
+                );
+            }
+            state.published_until = published_until;
+            state.phase = Phase::Republish;
+            state.retry.succeeded();
+        }
+    }
+
+    /// Publishes the store's changes between the committed offset and the store position, each
+    /// chunk in a transaction that also commits its end offset.
+    fn republish(&mut self, partition: u32) -> Result<(), RepublishFailure> {
+        let target = self.store.next_offset(partition).map_err(RepublishFailure::Store)?;
+        loop {
+            let Some(state) = self.partitions.get(&partition) else { return Ok(()) };
+            let from = state.published_until;
+            if from >= target {
+                return Ok(());
+            }
+            let to = (from + REPUBLISH_CHUNK).min(target);
+            let changes = self.store.changes_between(partition, from, to).map_err(RepublishFailure::Store)?;
+            let count = changes.len();
+            let publish = PartitionPublish { partition, changes, commit_offset: to };
+            self.publish_in_transaction(std::slice::from_ref(&publish)).map_err(RepublishFailure::Transaction)?;
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                state.published_until = to;
+            }
+            tracing::info!(partition, from, to, changes = count, "ChangesRepublished");
+        }
+    }
+
+    fn poll_round(&mut self) {
+        let now = Instant::now();
+        let busy = self.partitions.values().any(|state| state.foldable(now));
+        let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        let mut taken = 0;
+        while taken < self.max_batch {
+            match self.consumer.poll(timeout) {
+                // Nothing available now, or a rebalance was served (handled before folding).
+                None => break,
+                Some(Ok(message)) => {
+                    take_record(&mut self.partitions, &self.topics.commands, &message);
+                    taken += 1;
+                    // Take what is already here, but do not wait for more.
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(error)) => {
+                    let level_error = matches!(
+                        error.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset)
+                    );
+                    if level_error {
+                        tracing::error!(error = %error, "ProjectorPositionOutsideLog");
+                    } else {
+                        tracing::warn!(error = %error, "ProjectorConsumeFailed");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn fold_round(&mut self) -> Result<RoundEnd, KafkaProjectorError> {
+        let now = Instant::now();
+        let foldable: Vec<u32> =
+            self.partitions.iter().filter(|(_, state)| state.foldable(now)).map(|(partition, _)| *partition).collect();
+        if foldable.is_empty() {
+            return Ok(RoundEnd::Continue);
+        }
+        let mut publishes = Vec::with_capacity(foldable.len());
+        let mut outcomes = Vec::new();
+        for partition in foldable {
+            let Some(state) = self.partitions.get_mut(&partition) else { continue };
+            match fold_partition(&self.registry, &*self.store, partition, &state.pending) {
+                Ok((result, folded_until)) => {
+                    tracing::debug!(
+                        partition,
+                        first_offset = state.pending.first().map(|record| record.offset),
+                        commands = state.pending.len(),
+                        changes = result.changes.len(),
+                        poison = result.poison,
+                        "EventsProjected"
+                    );
+                    state.pending.clear();
+                    state.retry.succeeded();
+                    let was_paused = state.paused;
+                    // Changes below the committed offset were published before a store loss.
+                    let published_until = state.published_until;
+                    let changes: Vec<ChangeRecord> =
+                        result.changes.into_iter().filter(|change| change.offset >= published_until).collect();
+                    let commit_offset = folded_until.max(published_until);
+                    if commit_offset > published_until || !changes.is_empty() {
+                        publishes.push(PartitionPublish { partition, changes, commit_offset });
+                    }
+                    outcomes.extend(result.outcomes);
+                    if was_paused {
+                        self.set_paused(partition, false);
+                    }
+                }
+                Err(error) => {
+                    let delay = state.retry.failed();
+                    let pending = state.pending.len();
+                    tracing::error!(
+                        partition, error = %error, pending, retry_in_ms = delay.as_millis() as u64,
+                        "ProjectorBatchFailed"
+                    );
+                    // Stop fetching while the store is down; the records taken stay, in order.
+                    self.set_paused(partition, true);
+                }
+            }
+        }
+        if !outcomes.is_empty() {
+            self.outcomes.publish(&outcomes);
+            if let Some(hub) = &self.hub {
+                for outcome in outcomes {
+                    hub.deliver(outcome);
+                }
+            }
+        }
+        if self.control.killed() {
+            // The crash point that matters: folded and committed to the store, nothing
+            // published, no offset committed.
+            return Ok(RoundEnd::Abandoned);
+        }
+        if publishes.is_empty() {
+            return Ok(RoundEnd::Continue);
+        }
+        match self.publish_in_transaction(&publishes) {
+            Ok(()) => {
+                for publish in &publishes {
+                    if let Some(state) = self.partitions.get_mut(&publish.partition) {
+                        state.published_until = publish.commit_offset;
+                    }
+                }
+            }
+            Err(TransactionFailure::Aborted(error)) => {
+                for publish in &publishes {
+                    tracing::warn!(partition = publish.partition, error = %error, "ProjectorTransactionAborted");
+                    if self.partitions.contains_key(&publish.partition) {
+                        // Republish from the store's feed before folding anything new.
+                        self.set_paused(publish.partition, true);
+                        if let Some(state) = self.partitions.get_mut(&publish.partition) {
+                            state.phase = Phase::Republish;
+                        }
+                    }
+                }
+            }
+            Err(TransactionFailure::Fatal(reason)) => return Err(KafkaProjectorError::Fatal(reason)),
+        }
+        Ok(RoundEnd::Continue)
+    }
+
+    fn publish_in_transaction(&self, publishes: &[PartitionPublish]) -> Result<(), TransactionFailure> {
+        let attempt = || -> Result<usize, KafkaError> {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| KafkaError::Subscription("the consumer has no group metadata".into()))?;
+            self.producer.begin_transaction()?;
+            let mut count = 0;
+            for publish in publishes {
+                for change in &publish.changes {
+                    self.send_change(publish.partition, change)?;
+                    count += 1;
+                }
+            }
+            let mut offsets = TopicPartitionList::with_capacity(publishes.len());
+            for publish in publishes {
+                offsets.add_partition_offset(
+                    &self.topics.commands,
+                    publish.partition as i32,
+                    Offset::Offset(publish.commit_offset as i64),
+                )?;
+            }
+            // KIP-447: the group coordinator refuses these offsets if this member was fenced by
+            // a rebalance, and the transaction (with its changes) is then aborted.
+            self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
+            self.producer.commit_transaction(KAFKA_CALL_TIMEOUT)?;
+            Ok(count)
+        };
+        match attempt() {
+            Ok(count) => {
+                tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
+                Ok(())
+            }
+            Err(error) => Err(self.abort_after(error)),
+        }
+    }
+
+    fn abort_after(&self, error: KafkaError) -> TransactionFailure {
+        if is_fatal(&error) {
+            return TransactionFailure::Fatal(error.to_string());
+        }
+        for _ in 0..3 {
+            match self.producer.abort_transaction(KAFKA_CALL_TIMEOUT) {
+                Ok(()) => return TransactionFailure::Aborted(error),
+                Err(abort_error) if is_fatal(&abort_error) => return TransactionFailure::Fatal(abort_error.to_string()),
+                // No transaction open (it failed at `begin`): nothing to abort.
+                Err(abort_error) if abort_error.rdkafka_error_code() == Some(RDKafkaErrorCode::State) => {
+                    return TransactionFailure::Aborted(error);
+                }
+                Err(abort_error) => {
+                    tracing::warn!(error = %abort_error, "ProjectorTransactionAbortRetried");
+                }
+            }
+        }
+        TransactionFailure::Fatal(format!("the transaction could not be aborted after: {error}"))
+    }
+
+    fn send_change(&self, partition: u32, change: &ChangeRecord) -> Result<(), KafkaError> {
+        let envelope = scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice()).ok();
+        let tenant = envelope.as_ref().map(|envelope| envelope.tenant_id.as_str()).unwrap_or_default();
+        let change_id = envelope.as_ref().map(|envelope| envelope.change_id.as_str()).unwrap_or_default();
+        let headers = OwnedHeaders::new().insert(Header { key: "change-id", value: Some(change_id) });
+        let mut record = BaseRecord::to(&self.topics.changes)
+            // The changes of command partition p go to changes partition p: per-partition log
+            // order, and republished changes land where the originals would have.
+            .partition(partition as i32)
+            .key(tenant)
+            .payload(change.envelope.as_slice())
+            .headers(headers);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    fn set_paused(&mut self, partition: u32, paused: bool) {
+        let Some(state) = self.partitions.get_mut(&partition) else { return };
+        if state.paused == paused {
+            return;
+        }
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(&self.topics.commands, partition as i32);
+        let result = if paused { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
+        match result {
+            Ok(()) => state.paused = paused,
+            Err(error) => tracing::warn!(partition, paused, error = %error, "ProjectorPauseFailed"),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RoundEnd {
+    Continue,
+    Abandoned,
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(transaction_error) => transaction_error.is_fatal(),
+        other => other.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal),
+    }
+}
+
+/// Takes one polled record into its partition's pending batch, dropping redeliveries and
+/// records of partitions this member does not own (any more).
+fn take_record(
+    partitions: &mut BTreeMap<u32, PartitionState>,
+    commands_topic: &str,
+    message: &BorrowedMessage<'_>,
+) {
+    let partition = message.partition() as u32;
+    let offset = message.offset() as u64;
+    let Some(state) = partitions.get_mut(&partition).filter(|_| message.topic() == commands_topic) else {
+        tracing::debug!(partition, offset, "RecordOfUnownedPartitionDropped");
+        return;
+    };
+    if offset < state.next_expected {
+        return;
+    }
+    state.next_expected = offset + 1;
+    // A record without payload decodes as poison and is skipped by the fold, with a log.
+    state.pending.push(LogRecord { partition, offset, payload: message.payload().unwrap_or_default().to_vec() });
+}
+
+/// Folds the records at or after the store's position. Returns the result and the offset the
+/// partition has reached.
+fn fold_partition<S: StoreWriter + ?Sized>(
+    registry: &SchemaRegistry,
+    store: &S,
+    partition: u32,
+    pending: &[LogRecord],
+) -> Result<(BatchResult, u64), StoreError> {
+    // Re-read the position: if anyone else advanced it (a member that lost the partition but
+    // did not notice yet), those records must not be folded again.
+    let next = store.next_offset(partition)?;
+    let first_fresh = pending.partition_point(|record| record.offset < next);
+    if first_fresh > 0 {
+        tracing::warn!(partition, store_next = next, skipped = first_fresh, "ProjectorRecordsAlreadyFolded");
+    }
+    let fresh = &pending[first_fresh..];
+    let Some(last) = fresh.last() else { return Ok((BatchResult::default(), next)) };
+    let result = fold_records(registry, store, partition, fresh)?;
+    Ok((result, last.offset + 1))
+}
