@@ -108,6 +108,12 @@ impl<'a> TenantStore<'a> {
             .map_err(|error| self.unavailable(error))
     }
 
+    /// The number of resources of `kind`, when the store keeps it (see
+    /// [`StoreReader::resource_count`]).
+    pub async fn resource_count(&self, kind: ResourceKind) -> ApiResult<Option<u64>> {
+        self.reader.resource_count(self.tenant_id, kind).await.map_err(|error| self.unavailable(error))
+    }
+
     pub async fn resources_page(
         &self,
         kind: ResourceKind,

@@ -45,6 +45,8 @@ pub struct MemoryPipeline {
     store_down: AtomicBool,
     drop_outcomes: AtomicBool,
     members_page_reads: AtomicUsize,
+    resources_page_reads: AtomicUsize,
+    counts_known: AtomicBool,
 }
 
 impl Default for MemoryPipeline {
@@ -59,6 +61,8 @@ impl Default for MemoryPipeline {
             store_down: AtomicBool::new(false),
             drop_outcomes: AtomicBool::new(false),
             members_page_reads: AtomicUsize::new(0),
+            resources_page_reads: AtomicUsize::new(0),
+            counts_known: AtomicBool::new(true),
         }
     }
 }
@@ -98,6 +102,17 @@ impl MemoryPipeline {
     /// index-served memberships are never paged (E11, cost independent of group size).
     pub fn members_page_reads(&self) -> usize {
         self.members_page_reads.load(Ordering::SeqCst)
+    }
+
+    /// How many `resources_page` reads (scan batches) the API made so far.
+    pub fn resources_page_reads(&self) -> usize {
+        self.resources_page_reads.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`StoreReader::resource_count`] answers (the default) or leaves counting to
+    /// the API, like a store without counters.
+    pub fn set_counts_known(&self, known: bool) {
+        self.counts_known.store(known, Ordering::SeqCst);
     }
 
     /// Every command appended so far, decoded from the log payload, in log order.
@@ -222,6 +237,7 @@ impl StoreReader for MemoryPipeline {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, StoredResource)>> {
+        self.resources_page_reads.fetch_add(1, Ordering::SeqCst);
         self.read(tenant_id, |state| {
             let start = match after {
                 Some(after) => std::ops::Bound::Excluded((kind, after.to_owned())),
@@ -234,6 +250,15 @@ impl StoreReader for MemoryPipeline {
                 .take(limit)
                 .map(|((_, id), stored)| (id.clone(), stored.clone()))
                 .collect()
+        })
+    }
+
+    async fn resource_count(&self, tenant_id: &str, kind: ResourceKind) -> StoreResult<Option<u64>> {
+        if !self.counts_known.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.read(tenant_id, |state| {
+            Some(state.resources.keys().filter(|(resource_kind, _)| *resource_kind == kind).count() as u64)
         })
     }
 }

@@ -40,7 +40,7 @@ use scimflow_core::SchemaRegistry;
 use scimflow_log::OutcomeHub;
 use scimflow_log::kafka::{KafkaConfig, KafkaSetupError, ensure_topics};
 use scimflow_store::StoreWriter;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -128,6 +128,8 @@ pub(crate) struct Control {
     stop: AtomicBool,
     /// Abandon work at the next step without publishing or committing (a simulated crash).
     kill: AtomicBool,
+    /// The partitions the member owns, for [`KafkaProjector::assignment`].
+    owned: Mutex<Vec<u32>>,
 }
 
 impl Control {
@@ -137,6 +139,10 @@ impl Control {
 
     pub(crate) fn killed(&self) -> bool {
         self.kill.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_owned(&self, partitions: Vec<u32>) {
+        *self.owned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = partitions;
     }
 }
 
@@ -206,6 +212,11 @@ impl KafkaProjector {
         }
     }
 
+    /// The command partitions this member owns now (for status pages and tests).
+    pub fn assignment(&self) -> Vec<u32> {
+        self.control.owned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Waits until the member stops by itself (only on a fatal error).
     pub async fn stopped(&mut self) -> Result<(), KafkaProjectorError> {
         (&mut self.done).await.unwrap_or(Err(KafkaProjectorError::Panicked))
@@ -220,9 +231,9 @@ impl KafkaProjector {
         result
     }
 
-    /// Simulates a crash: the member abandons its work at the next step, right after a store
-    /// commit when it is busy, without publishing changes or committing offsets, and closes its
-    /// clients. For tests of recovery.
+    /// Simulates a crash, for tests of recovery: the member abandons its work right after its
+    /// next store commit (or after 2 s without one), without publishing the changes or
+    /// committing offsets, and closes its clients.
     pub async fn kill(mut self) {
         self.control.kill.store(true, Ordering::Relaxed);
         let _ = self.stopped().await;

@@ -383,24 +383,33 @@ async fn a_member_taking_over_from_a_killed_one_loses_and_duplicates_no_change()
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, "store.redb");
     let registry = Arc::new(SchemaRegistry::standard());
-    let tenants = tenants(&["acme", "globex", "initech", "umbrella", "hooli", "wayne"], 40);
+    let names = ["acme", "globex", "initech", "umbrella", "hooli", "wayne", "stark", "tyrell", "cyberdyne"];
+    let tenants = tenants(&names, 80);
     let total: u64 = tenants.values().map(|commands| commands.len() as u64).sum();
     let first = KafkaProjector::start(registry.clone(), store.clone(), config.clone(), None).await.unwrap();
     let log = Arc::new(KafkaLog::new(&config.kafka).unwrap());
-    let appending = tokio::spawn(append_all(log, tenants.clone(), Duration::from_millis(40)));
-    // A second member joins mid-stream (a cooperative rebalance moves partitions to it) ...
-    while folded(&store) < total / 5 {
+    let appending = tokio::spawn(append_all(log, tenants.clone(), Duration::from_millis(80)));
+    // A second member joins mid-stream; a cooperative rebalance moves partitions to it ...
+    while folded(&store) < total / 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let second = KafkaProjector::start(registry.clone(), store.clone(), second_member(&config), None).await.unwrap();
-    // ... then the first one dies without publishing what it folded last.
-    while folded(&store) < total / 2 {
+    let joined = Instant::now();
+    while second.assignment().is_empty() || first.assignment().is_empty() {
+        assert!(joined.elapsed() < Duration::from_secs(30), "the partitions were not shared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (first_owned, second_owned) = (first.assignment(), second.assignment());
+    // ... then the first one dies right after a store commit, before publishing its changes.
     first.kill().await;
-    eprintln!("killed the first member at {} of {total} commands folded", folded(&store));
+    let at_kill = folded(&store);
+    eprintln!(
+        "first member owned {first_owned:?}, second {second_owned:?}; first killed at {at_kill} of {total} folded"
+    );
+    assert!(at_kill < total, "the stream ended before the kill; slow the appends down");
     let appended = appending.await.unwrap();
     wait_until_folded(&store, &targets(&appended)).await;
+    assert_eq!(second.assignment(), vec![0, 1, 2], "the second member took over every partition");
     second.stop().await.unwrap();
     assert_pipeline_result(&store, &config.kafka, &tenants).await;
     delete_topics(&config.kafka).await;

@@ -100,4 +100,12 @@ pub trait StoreReader: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, StoredResource)>>;
+
+    /// How many resources of `kind` the tenant has, if the store keeps that count cheaply.
+    /// `None` (the default) makes the API count by scanning; with a count, an unfiltered list
+    /// page answers `totalResults` without reading past its window (O10 import paging).
+    async fn resource_count(&self, tenant_id: &str, kind: ResourceKind) -> StoreResult<Option<u64>> {
+        let _ = (tenant_id, kind);
+        Ok(None)
+    }
 }

@@ -154,26 +154,46 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Index paging in id order: counts every match, keeps only the window.
+    /// Index paging in id order: counts every match, keeps only the window. A target without
+    /// a filter takes its count from the store when it has one and stops reading once the
+    /// window is full, so paging through an unfiltered import costs O(startIndex + count) per
+    /// page instead of a full scan.
     async fn index_page(&mut self, start_index: usize, count: usize) -> ApiResult<Page> {
         let mut to_skip = start_index.saturating_sub(1);
         let mut total = 0usize;
         let mut hits = Vec::new();
         for index in 0..self.targets.len() {
+            let known_total = match self.targets[index].filter {
+                None => self.store.resource_count(self.targets[index].kind).await?,
+                Some(_) => None,
+            };
+            let known_total = known_total.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            if let Some(known) = known_total
+                && (to_skip >= known || hits.len() == count)
+            {
+                to_skip -= to_skip.min(known);
+                total += known;
+                continue;
+            }
+            let mut counted = 0usize;
             let mut after: Option<String> = None;
-            loop {
+            'target: loop {
                 let batch = self.next_batch(index, after.as_deref()).await?;
                 let Some((batch, last)) = batch else { break };
                 after = Some(last);
                 for hit in batch {
-                    total += 1;
+                    counted += 1;
                     if to_skip > 0 {
                         to_skip -= 1;
                     } else if hits.len() < count {
                         hits.push(hit);
                     }
+                    if known_total.is_some() && to_skip == 0 && hits.len() == count {
+                        break 'target;
+                    }
                 }
             }
+            total += known_total.unwrap_or(counted);
         }
         Ok(Page { total: Some(total), start_index: Some(start_index), hits, next_cursor: None })
     }

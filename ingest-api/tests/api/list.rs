@@ -318,3 +318,28 @@ async fn deactivated_users_stay_findable_e16() {
         app.call("GET", &format!("/Users?{}", filter_query("userName eq \"bjensen\"")), None).await;
     assert_eq!(response.body["Resources"][0]["active"], false);
 }
+
+#[actix_web::test]
+async fn unfiltered_pages_stop_reading_at_their_window_when_the_store_counts() {
+    let app = spawn_app_with(ApiConfig { scan_batch_size: 2, ..Default::default() });
+    let mut ids = users(&app, &["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"]).await;
+    ids.sort();
+    let before = app.pipeline.resources_page_reads();
+    let response = app.call("GET", "/Users?startIndex=1&count=2", None).await;
+    assert_eq!(response.body["totalResults"], 10);
+    assert_eq!(resource_ids(&response.body), ids[..2].to_vec());
+    assert_eq!(app.pipeline.resources_page_reads() - before, 1, "one batch for the first page");
+    let response = app.call("GET", "/Users?startIndex=10&count=5", None).await;
+    assert_eq!(response.body["totalResults"], 10);
+    assert_eq!(resource_ids(&response.body), ids[9..].to_vec());
+    let response = app.call("GET", "/Users?startIndex=11&count=5", None).await;
+    assert_eq!(response.body["totalResults"], 10);
+    assert_eq!(response.body["Resources"], json!([]));
+    // A store without counters: the API counts by scanning everything, same answers.
+    app.pipeline.set_counts_known(false);
+    let before = app.pipeline.resources_page_reads();
+    let response = app.call("GET", "/Users?startIndex=3&count=2", None).await;
+    assert_eq!(response.body["totalResults"], 10);
+    assert_eq!(resource_ids(&response.body), ids[2..4].to_vec());
+    assert!(app.pipeline.resources_page_reads() - before >= 5);
+}

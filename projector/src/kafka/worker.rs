@@ -38,6 +38,8 @@ const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const REPUBLISH_CHUNK: u64 = 1024;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How long a killed member keeps polling for a batch to abandon after its store commit.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -205,18 +207,17 @@ impl<S: StoreWriter + 'static> Worker<S> {
     }
 
     pub(crate) fn run(mut self) -> Result<(), KafkaProjectorError> {
+        let mut kill_deadline: Option<Instant> = None;
         loop {
             if self.control.killed() {
-                // Fold what is ready (so the kill lands right after a store commit when busy),
-                // then abandon everything: no publish, no offset commit.
-                let busy = self.partitions.values().any(|state| state.foldable(Instant::now()));
-                if busy {
-                    self.fold_round()?;
+                // Keep going until the next fold, which is abandoned right after its store
+                // commit (the crash point that needs recovery); when idle, give up sooner.
+                let deadline = *kill_deadline.get_or_insert_with(|| Instant::now() + KILL_GRACE);
+                if Instant::now() >= deadline {
+                    tracing::warn!("ProjectorKilled");
+                    return Ok(());
                 }
-                tracing::warn!("ProjectorKilled");
-                return Ok(());
-            }
-            if self.control.stopping() {
+            } else if self.control.stopping() {
                 break;
             }
             self.apply_rebalances();
@@ -252,6 +253,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 }
             }
         }
+        self.control.set_owned(self.partitions.keys().copied().collect());
     }
 
     /// Moves assigned partitions to `Ready`: committed offset, then republishing.
