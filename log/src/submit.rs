@@ -39,7 +39,8 @@ impl WritePath {
         let waiter = self.hub.register(&command.event_id);
         let headers = vec![
             ("request-id".to_owned(), command.metadata.causation_id.clone()),
-            ("traceparent".to_owned(), command.metadata.correlation_id.clone()),
+            // The W3C trace id of the request; a full `traceparent` arrives with tracing.
+            ("trace-id".to_owned(), command.metadata.correlation_id.clone()),
         ];
         if let Err(error) = self.log.append(&command.tenant_id, command.encode(), headers).await {
             self.hub.forget(&command.event_id);

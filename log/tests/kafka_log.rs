@@ -8,7 +8,9 @@
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use scimflow_core::error::ScimError;
-use scimflow_log::kafka::{KafkaConfig, KafkaLog, KafkaSetupError, OutcomeListener, OutcomePublisher, ensure_topics};
+use scimflow_log::kafka::{
+    KafkaConfig, KafkaLog, KafkaSetupError, OutcomeListener, OutcomePublisher, ensure_topics,
+};
 use scimflow_log::outcome::Accepted;
 use scimflow_log::{CommandLog, LogError, Outcome, OutcomeHub};
 use std::collections::HashMap;
@@ -20,7 +22,9 @@ fn brokers() -> Option<String> {
     match std::env::var("SCIMFLOW_KAFKA_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
         _ => {
-            eprintln!("skipped: SCIMFLOW_KAFKA_BROKERS is not set (start one with `deploy/local/services.sh up kafka`)");
+            eprintln!(
+                "skipped: SCIMFLOW_KAFKA_BROKERS is not set (start one with `deploy/local/services.sh up kafka`)"
+            );
             None
         }
     }
@@ -61,7 +65,9 @@ async fn appends_are_acknowledged_in_order_within_each_tenant() {
             let mut appended = Vec::new();
             for index in 0..20 {
                 let headers = vec![("request-id".to_owned(), format!("r{index}"))];
-                appended.push(log.append(tenant, format!("{tenant}-{index}").into_bytes(), headers).await.unwrap());
+                appended.push(
+                    log.append(tenant, format!("{tenant}-{index}").into_bytes(), headers).await.unwrap(),
+                );
             }
             (tenant, appended)
         }));
@@ -70,7 +76,10 @@ async fn appends_are_acknowledged_in_order_within_each_tenant() {
     for task in tasks {
         let (tenant, appended) = task.await.unwrap();
         assert!(appended.iter().all(|a| a.partition == appended[0].partition), "{tenant} spans partitions");
-        assert!(appended.windows(2).all(|pair| pair[0].offset < pair[1].offset), "{tenant} out of order: {appended:?}");
+        assert!(
+            appended.windows(2).all(|pair| pair[0].offset < pair[1].offset),
+            "{tenant} out of order: {appended:?}"
+        );
         assert!(appended[0].partition < 3);
         partitions_used.insert(tenant, appended[0].partition);
     }
@@ -140,7 +149,10 @@ async fn outcomes_published_after_the_listener_started_reach_their_waiters() {
         let outcome = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
         assert_eq!(outcome, outcomes[index]);
     }
-    assert!(tokio::time::timeout(Duration::from_millis(500), early).await.is_err(), "an old outcome was replayed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), early).await.is_err(),
+        "an old outcome was replayed"
+    );
     listener.stop();
     delete_topics(&config).await;
 }

@@ -40,8 +40,8 @@ use scimflow_core::SchemaRegistry;
 use scimflow_log::OutcomeHub;
 use scimflow_log::kafka::{KafkaConfig, KafkaSetupError, ensure_topics};
 use scimflow_store::StoreWriter;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -86,7 +86,10 @@ impl KafkaProjectorConfig {
         let mut config = Self::new(kafka);
         let var = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
         let number = |name: &str, value: String| {
-            value.trim().parse::<u64>().map_err(|_| KafkaSetupError::Config(format!("{name}={value:?} is not a number")))
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| KafkaSetupError::Config(format!("{name}={value:?} is not a number")))
         };
         if let Some(group) = var("SCIMFLOW_PROJECTOR_GROUP_ID") {
             config.group_id = group;
@@ -98,7 +101,8 @@ impl KafkaProjectorConfig {
             config.max_batch = number("SCIMFLOW_PROJECTOR_MAX_BATCH", value)?.max(1) as usize;
         }
         if let Some(value) = var("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS") {
-            config.transaction_timeout = Duration::from_millis(number("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS", value)?);
+            config.transaction_timeout =
+                Duration::from_millis(number("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS", value)?);
         }
         Ok(config)
     }
@@ -203,7 +207,9 @@ impl KafkaProjector {
                 });
                 let _ = done_sender.send(result);
             })
-            .map_err(|error| KafkaSetupError::Config(format!("cannot start the projector thread: {error}")))?;
+            .map_err(|error| {
+                KafkaSetupError::Config(format!("cannot start the projector thread: {error}"))
+            })?;
         let projector = KafkaProjector { control, done, thread: Some(thread) };
         match ready.await {
             Ok(Ok(())) => Ok(projector),

@@ -39,13 +39,17 @@ const PARTITIONS: u32 = 3;
 fn brokers() -> Option<String> {
     // `RUST_LOG=scimflow_projector=debug cargo test ... -- --nocapture` shows the projector's events.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
     match std::env::var("SCIMFLOW_KAFKA_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
         _ => {
-            eprintln!("skipped: SCIMFLOW_KAFKA_BROKERS is not set (start one with `deploy/local/services.sh up kafka`)");
+            eprintln!(
+                "skipped: SCIMFLOW_KAFKA_BROKERS is not set (start one with `deploy/local/services.sh up kafka`)"
+            );
             None
         }
     }
@@ -117,16 +121,38 @@ fn scripted_commands(tenant: &str, extra_patches: usize) -> Vec<Command> {
         let body = json!({"userName": format!("user{index}"), "emails": [{"value": format!("U{index}@x.org"), "type": "work"}]});
         push(ResourceKind::User, &format!("u{index:03}"), create(ResourceKind::User, body));
     }
-    push(ResourceKind::Group, "g1", create(ResourceKind::Group, json!({"displayName": "All", "members": [{"value": "u000"}]})));
+    push(
+        ResourceKind::Group,
+        "g1",
+        create(ResourceKind::Group, json!({"displayName": "All", "members": [{"value": "u000"}]})),
+    );
     let members: Vec<Value> = (1..20).map(|i| json!({"value": format!("u{i:03}")})).collect();
-    push(ResourceKind::Group, "g1", patch(json!({"Operations": [{"op": "add", "path": "members", "value": members}]})));
-    push(ResourceKind::Group, "g1", patch(json!({"Operations": [{"op": "remove", "path": "members[value eq \"u005\"]"}]})));
+    push(
+        ResourceKind::Group,
+        "g1",
+        patch(json!({"Operations": [{"op": "add", "path": "members", "value": members}]})),
+    );
+    push(
+        ResourceKind::Group,
+        "g1",
+        patch(json!({"Operations": [{"op": "remove", "path": "members[value eq \"u005\"]"}]})),
+    );
     push(ResourceKind::User, "u007", Action::Delete);
     push(ResourceKind::User, "dup", create(ResourceKind::User, json!({"userName": "USER9"})));
-    push(ResourceKind::Group, "g2", create(ResourceKind::Group, json!({"displayName": "Nested", "members": [{"value": "g1"}]})));
+    push(
+        ResourceKind::Group,
+        "g2",
+        create(ResourceKind::Group, json!({"displayName": "Nested", "members": [{"value": "g1"}]})),
+    );
     for index in 0..extra_patches {
         let user = format!("u{:03}", 10 + index % 10);
-        push(ResourceKind::User, &user, patch(json!({"Operations": [{"op": "replace", "path": "displayName", "value": format!("name {index}")}]})));
+        push(
+            ResourceKind::User,
+            &user,
+            patch(
+                json!({"Operations": [{"op": "replace", "path": "displayName", "value": format!("name {index}")}]}),
+            ),
+        );
     }
     commands
 }
@@ -141,14 +167,17 @@ struct Reference {
 
 fn reference_fold(commands: &[Command]) -> Reference {
     let registry = SchemaRegistry::standard();
-    let mut reference = Reference { state: MemoryState::default(), change_ids: Vec::new(), statuses: Vec::new() };
+    let mut reference =
+        Reference { state: MemoryState::default(), change_ids: Vec::new(), statuses: Vec::new() };
     for command in commands {
         let mut fold = BatchFold::new(&registry, &reference.state);
         let decision = fold.fold(command);
         match &decision {
             Ok(accepted) => {
                 reference.statuses.push(accepted.status);
-                reference.change_ids.extend((0..accepted.changes.len()).map(|index| format!("{}/{index}", command.event_id)));
+                reference
+                    .change_ids
+                    .extend((0..accepted.changes.len()).map(|index| format!("{}/{index}", command.event_id)));
             }
             Err(error) => reference.statuses.push(error.status),
         }
@@ -182,7 +211,11 @@ async fn assert_store_matches(store: &EmbeddedStore, tenant: &str, reference: &M
 // --- driving and observing -------------------------------------------------------------------
 
 /// Appends each tenant's commands in order (tenants concurrently), `pace` apart.
-async fn append_all(log: Arc<KafkaLog>, tenants: BTreeMap<String, Vec<Command>>, pace: Duration) -> Vec<(Appended, Command)> {
+async fn append_all(
+    log: Arc<KafkaLog>,
+    tenants: BTreeMap<String, Vec<Command>>,
+    pace: Duration,
+) -> Vec<(Appended, Command)> {
     let mut tasks = Vec::new();
     for commands in tenants.into_values() {
         let log = log.clone();
@@ -249,7 +282,9 @@ fn read_changes(config: &KafkaConfig, expected: usize) -> Vec<String> {
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(&config.topics().changes, partition as i32, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(&config.topics().changes, partition as i32, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut ids = Vec::new();
@@ -263,7 +298,10 @@ fn read_changes(config: &KafkaConfig, expected: usize) -> Vec<String> {
                 .headers()
                 .and_then(|headers| {
                     use rdkafka::message::Headers;
-                    headers.iter().find(|header| header.key == "change-id").and_then(|header| header.value.map(<[u8]>::to_vec))
+                    headers
+                        .iter()
+                        .find(|header| header.key == "change-id")
+                        .and_then(|header| header.value.map(<[u8]>::to_vec))
                 })
                 .unwrap();
             assert_eq!(header, envelope.change_id.as_bytes(), "change-id header");
@@ -276,7 +314,11 @@ fn read_changes(config: &KafkaConfig, expected: usize) -> Vec<String> {
         if complete_at.is_some_and(|at| at.elapsed() > Duration::from_secs(2)) {
             return ids;
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "only {} of {expected} changes arrived", ids.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "only {} of {expected} changes arrived",
+            ids.len()
+        );
     }
 }
 
@@ -294,7 +336,11 @@ fn tenants(names: &[&str], extra_patches: usize) -> BTreeMap<String, Vec<Command
     names.iter().map(|name| (name.to_string(), scripted_commands(name, extra_patches))).collect()
 }
 
-async fn assert_pipeline_result(store: &EmbeddedStore, config: &KafkaConfig, tenants: &BTreeMap<String, Vec<Command>>) {
+async fn assert_pipeline_result(
+    store: &EmbeddedStore,
+    config: &KafkaConfig,
+    tenants: &BTreeMap<String, Vec<Command>>,
+) {
     let mut expected = Vec::new();
     for (tenant, commands) in tenants {
         let reference = reference_fold(commands);
@@ -393,7 +439,8 @@ async fn a_member_taking_over_from_a_killed_one_loses_and_duplicates_no_change()
     while folded(&store) < total / 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let second = KafkaProjector::start(registry.clone(), store.clone(), second_member(&config), None).await.unwrap();
+    let second =
+        KafkaProjector::start(registry.clone(), store.clone(), second_member(&config), None).await.unwrap();
     let joined = Instant::now();
     while second.assignment().is_empty() || first.assignment().is_empty() {
         assert!(joined.elapsed() < Duration::from_secs(30), "the partitions were not shared");
@@ -435,7 +482,8 @@ async fn a_store_that_lost_its_latest_commits_refolds_them_without_republishing(
     {
         let store = open_store(&dir, "store.redb");
         let appended = append_all(log.clone(), early, Duration::ZERO).await;
-        let projector = KafkaProjector::start(registry.clone(), store.clone(), config.clone(), None).await.unwrap();
+        let projector =
+            KafkaProjector::start(registry.clone(), store.clone(), config.clone(), None).await.unwrap();
         wait_until_folded(&store, &targets(&appended)).await;
         projector.stop().await.unwrap();
         store.checkpoint().unwrap();
@@ -445,7 +493,8 @@ async fn a_store_that_lost_its_latest_commits_refolds_them_without_republishing(
     let appended = append_all(log, late, Duration::ZERO).await;
     {
         let store = open_store(&dir, "store.redb");
-        let projector = KafkaProjector::start(registry.clone(), store.clone(), config.clone(), None).await.unwrap();
+        let projector =
+            KafkaProjector::start(registry.clone(), store.clone(), config.clone(), None).await.unwrap();
         wait_until_folded(&store, &targets(&appended)).await;
         projector.stop().await.unwrap();
     }

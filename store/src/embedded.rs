@@ -6,6 +6,8 @@
 //! - `lookup_index (tenant, kind, index, key, id) -> ()`
 //! - `memberships (tenant, group, member) -> kind ‖ display`: one row per membership
 //! - `member_of (tenant, member, group) -> ()`: the reverse index
+//! - `resource_counts (tenant, kind) -> count`, kept with every put/delete so list pages can
+//!   answer `totalResults` without a scan
 //! - `log_positions (partition) -> next offset`, committed with the rows it covers
 //! - `changes (partition, offset, index) -> ChangeEnvelope`: the applied-change feed for fanout
 //!
@@ -38,6 +40,7 @@ const INDEX: TableDefinition<IndexKey, ()> = TableDefinition::new("lookup_index"
 const MEMBERSHIPS: TableDefinition<PairKey, &[u8]> = TableDefinition::new("memberships");
 const MEMBER_OF: TableDefinition<PairKey, ()> = TableDefinition::new("member_of");
 const POSITIONS: TableDefinition<u32, u64> = TableDefinition::new("log_positions");
+const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("resource_counts");
 const CHANGES: TableDefinition<(u32, u64, u32), &[u8]> = TableDefinition::new("changes");
 
 /// redb's page cache for the store. Bounded so memory stays flat however large tenants and
@@ -134,6 +137,7 @@ impl EmbeddedStore {
         txn.open_table(MEMBER_OF).map_err(unavailable)?;
         txn.open_table(POSITIONS).map_err(unavailable)?;
         txn.open_table(CHANGES).map_err(unavailable)?;
+        txn.open_table(COUNTS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db, last_checkpoint: Arc::new(Mutex::new(Instant::now())) })
     }
@@ -160,11 +164,20 @@ impl EmbeddedStore {
         match mutation {
             Mutation::PutResource { kind, id, stored } => {
                 let mut table = txn.open_table(RESOURCES)?;
-                table.insert((tenant, kind_code(*kind), id.as_str()), encode_resource(stored).as_slice())?;
+                let previous =
+                    table.insert((tenant, kind_code(*kind), id.as_str()), encode_resource(stored).as_slice())?;
+                if previous.is_none() {
+                    drop(previous);
+                    Self::adjust_count(txn, tenant, *kind, 1)?;
+                }
             }
             Mutation::DeleteResource { kind, id } => {
                 let mut table = txn.open_table(RESOURCES)?;
-                table.remove((tenant, kind_code(*kind), id.as_str()))?;
+                let previous = table.remove((tenant, kind_code(*kind), id.as_str()))?;
+                if previous.is_some() {
+                    drop(previous);
+                    Self::adjust_count(txn, tenant, *kind, -1)?;
+                }
             }
             Mutation::PutIndex { kind, index, key, id } => {
                 let mut table = txn.open_table(INDEX)?;
@@ -204,6 +217,14 @@ impl EmbeddedStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn adjust_count(txn: &WriteTransaction, tenant: &str, kind: ResourceKind, delta: i64) -> Result<(), redb::Error> {
+        let mut counts = txn.open_table(COUNTS)?;
+        let key = (tenant, kind_code(kind));
+        let current = counts.get(key)?.map(|count| count.value()).unwrap_or(0);
+        counts.insert(key, current.saturating_add_signed(delta))?;
         Ok(())
     }
 
@@ -417,6 +438,16 @@ impl StoreReader for EmbeddedStore {
     async fn members_page(&self, tenant_id: &str, group_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Member>> {
         let (tenant, group, after) = (tenant_id.to_owned(), group_id.to_owned(), after.map(str::to_owned));
         self.blocking(move |txn| Self::read_members_page(txn, &tenant, &group, after.as_deref(), limit)).await
+    }
+
+    async fn resource_count(&self, tenant_id: &str, kind: ResourceKind) -> StoreResult<Option<u64>> {
+        let tenant = tenant_id.to_owned();
+        self.blocking(move |txn| {
+            let counts = txn.open_table(COUNTS).map_err(unavailable)?;
+            let count = counts.get((tenant.as_str(), kind_code(kind))).map_err(unavailable)?;
+            Ok(Some(count.map(|count| count.value()).unwrap_or(0)))
+        })
+        .await
     }
 
     async fn resources_page(&self, tenant_id: &str, kind: ResourceKind, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, StoredResource)>> {

@@ -285,7 +285,11 @@ async fn a_large_interrupted_batch_is_replayed_from_several_chunks() {
     assert_eq!(store.recover_partition(partition).await.unwrap(), 10);
     let page = contract::all_resources(&store, tenant, ResourceKind::User, 400).await;
     assert_eq!(page.len(), 1000);
-    assert!(page.iter().enumerate().all(|(i, (id, stored))| *id == format!("big{i:04}") && stored.version == i as u64));
+    assert!(
+        page.iter()
+            .enumerate()
+            .all(|(i, (id, stored))| *id == format!("big{i:04}") && stored.version == i as u64)
+    );
     assert_eq!(store.changes_for_offsets(partition, 0, 10).await.unwrap(), changes);
 }
 

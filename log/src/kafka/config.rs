@@ -155,10 +155,16 @@ impl KafkaConfig {
             return invalid("brokers must not be empty".into());
         }
         if self.command_partitions < 1 {
-            return invalid(format!("command partitions must be at least 1, not {}", self.command_partitions));
+            return invalid(format!(
+                "command partitions must be at least 1, not {}",
+                self.command_partitions
+            ));
         }
         if self.replication_factor < 1 {
-            return invalid(format!("replication factor must be at least 1, not {}", self.replication_factor));
+            return invalid(format!(
+                "replication factor must be at least 1, not {}",
+                self.replication_factor
+            ));
         }
         if self.min_insync_replicas < 1 || self.min_insync_replicas > self.replication_factor {
             return invalid(format!(
@@ -200,7 +206,10 @@ fn default_min_insync_replicas(replication_factor: i32) -> i32 {
     if replication_factor >= 3 { 2 } else { 1 }
 }
 
-fn parse_var<T: std::str::FromStr>(vars: &BTreeMap<String, String>, name: &str) -> Result<Option<T>, KafkaSetupError> {
+fn parse_var<T: std::str::FromStr>(
+    vars: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, KafkaSetupError> {
     match vars.get(name) {
         None => Ok(None),
         Some(value) => value

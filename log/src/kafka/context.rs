@@ -12,11 +12,16 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 /// Forwards a librdkafka log line; for contexts that implement [`ClientContext`] themselves.
 pub fn forward_log(client: &'static str, level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
             tracing::error!(client, facility, message, "KafkaClientLog")
         }
         RDKafkaLogLevel::Warning => tracing::warn!(client, facility, message, "KafkaClientLog"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(client, facility, message, "KafkaClientLog"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(client, facility, message, "KafkaClientLog")
+        }
         RDKafkaLogLevel::Debug => tracing::debug!(client, facility, message, "KafkaClientLog"),
     }
 }

@@ -148,7 +148,9 @@ impl OutcomeListener {
                     let _ = ready_sender.send(Err(error));
                 }
             })
-            .map_err(|error| KafkaSetupError::Config(format!("cannot start the outcome listener thread: {error}")))?;
+            .map_err(|error| {
+                KafkaSetupError::Config(format!("cannot start the outcome listener thread: {error}"))
+            })?;
         let listener = OutcomeListener { stop, thread: Some(thread) };
         match ready.await {
             Ok(Ok(())) => Ok(listener),
@@ -177,7 +179,8 @@ impl Drop for OutcomeListener {
 }
 
 fn open_at_end(config: &ClientConfig, topic: &str) -> Result<BaseConsumer<TracingContext>, KafkaSetupError> {
-    let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext { client: "outcome-listener" })?;
+    let consumer: BaseConsumer<TracingContext> =
+        config.create_with_context(TracingContext { client: "outcome-listener" })?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -223,7 +226,9 @@ fn listen(consumer: &BaseConsumer<TracingContext>, hub: &OutcomeHub, stop: &Atom
                 match outcome {
                     Some(outcome) => hub.deliver(outcome),
                     None => tracing::warn!(
-                        partition = message.partition(), offset = message.offset(), "OutcomeUnreadable"
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        "OutcomeUnreadable"
                     ),
                 }
             }

@@ -128,7 +128,10 @@ impl CommandLog for KafkaLog {
         match delivery {
             Ok(Ok(delivered)) => {
                 tracing::debug!(
-                    tenant_id, partition = delivered.partition, offset = delivered.offset, elapsed_ms,
+                    tenant_id,
+                    partition = delivered.partition,
+                    offset = delivered.offset,
+                    elapsed_ms,
                     "CommandsProduced"
                 );
                 Ok(Appended { partition: delivered.partition as u32, offset: delivered.offset as u64 })
@@ -140,7 +143,9 @@ impl CommandLog for KafkaLog {
             }
             Err(_elapsed) => {
                 tracing::warn!(tenant_id, elapsed_ms, "CommandProduceTimedOut");
-                Err(LogError::Unavailable(format!("kafka did not acknowledge the command within {deadline:?}")))
+                Err(LogError::Unavailable(format!(
+                    "kafka did not acknowledge the command within {deadline:?}"
+                )))
             }
         }
     }
@@ -183,6 +188,10 @@ mod tests {
         let started = Instant::now();
         let result = log.append("acme", b"lost".to_vec(), vec![]).await;
         assert!(matches!(result, Err(LogError::Unavailable(_))), "{result:?}");
-        assert!(started.elapsed() < Duration::from_millis(1500) + Duration::from_millis(300), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1500) + Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

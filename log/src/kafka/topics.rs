@@ -67,7 +67,8 @@ fn specs(config: &KafkaConfig) -> Vec<TopicSpec> {
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<TopicNames, KafkaSetupError> {
     config.validate()?;
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(config.client_config(&[]).create()?);
-    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    let options =
+        AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
     let specs = specs(config);
     let min_insync: Vec<String> = specs.iter().map(|spec| spec.min_insync_replicas.to_string()).collect();
     let new_topics: Vec<NewTopic<'_>> = specs
@@ -101,15 +102,8 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<TopicNames, KafkaSetu
     }
     let specifiers: Vec<ResourceSpecifier<'_>> =
         specs.iter().map(|spec| ResourceSpecifier::Topic(&spec.name)).collect();
-    let described = admin.describe_configs(&specifiers, &options).await?;
-    for (spec, resource) in specs.iter().zip(described) {
-        let resource = resource.map_err(|code| KafkaSetupError::Topic {
-            topic: spec.name.clone(),
-            problem: format!("cannot describe its configuration: {code}"),
-            fix: "grant the client DescribeConfigs on the topic".into(),
-        })?;
-        let entries: HashMap<String, Option<String>> =
-            resource.entries.into_iter().map(|entry| (entry.name, entry.value)).collect();
+    let described = describe_settled(&admin, &specs, &specifiers, &options).await?;
+    for (spec, entries) in specs.iter().zip(described) {
         verify_settings(config, spec, &entries)?;
         let partitions = partition_count(admin.clone(), spec.name.clone()).await?;
         verify_partitions(config, spec, partitions)?;
@@ -118,10 +112,49 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<TopicNames, KafkaSetu
     Ok(config.topics())
 }
 
+type TopicSettings = HashMap<String, Option<String>>;
+
+/// The settings of each topic. Right after creation a broker can answer with the topic's
+/// settings still empty (seen on Kafka 4.1 KRaft), so ask again until they are there.
+async fn describe_settled(
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+    specifiers: &[ResourceSpecifier<'_>],
+    options: &AdminOptions,
+) -> Result<Vec<TopicSettings>, KafkaSetupError> {
+    let started = Instant::now();
+    loop {
+        let mut all = Vec::with_capacity(specs.len());
+        for (spec, resource) in specs.iter().zip(admin.describe_configs(specifiers, options).await?) {
+            let resource = resource.map_err(|code| KafkaSetupError::Topic {
+                topic: spec.name.clone(),
+                problem: format!("cannot describe its configuration: {code}"),
+                fix: "grant the client DescribeConfigs on the topic".into(),
+            })?;
+            all.push(
+                resource
+                    .entries
+                    .into_iter()
+                    .map(|entry| (entry.name, entry.value))
+                    .collect::<TopicSettings>(),
+            );
+        }
+        let settled = all.iter().all(|settings| {
+            ["cleanup.policy", "retention.ms"].iter().all(|name| {
+                settings.get(*name).is_some_and(|value| value.as_deref().is_some_and(|v| !v.is_empty()))
+            })
+        });
+        if settled || started.elapsed() >= METADATA_PROPAGATION {
+            return Ok(all);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn verify_settings(
     config: &KafkaConfig,
     spec: &TopicSpec,
-    entries: &HashMap<String, Option<String>>,
+    entries: &TopicSettings,
 ) -> Result<(), KafkaSetupError> {
     let value = |name: &str| entries.get(name).cloned().flatten().unwrap_or_default();
     let alter = |setting: &str| {
@@ -203,17 +236,23 @@ fn verify_partitions(config: &KafkaConfig, spec: &TopicSpec, actual: i32) -> Res
     })
 }
 
-async fn partition_count(admin: Arc<AdminClient<DefaultClientContext>>, topic: String) -> Result<i32, KafkaSetupError> {
+async fn partition_count(
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topic: String,
+) -> Result<i32, KafkaSetupError> {
     let blocking = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
             let metadata = admin.inner().fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
             let found = metadata.topics().iter().find(|found| found.name() == topic).and_then(|found| {
-                (found.error().is_none() && !found.partitions().is_empty()).then(|| found.partitions().len() as i32)
+                (found.error().is_none() && !found.partitions().is_empty())
+                    .then(|| found.partitions().len() as i32)
             });
             match found {
                 Some(count) => return Ok(count),
-                None if started.elapsed() < METADATA_PROPAGATION => std::thread::sleep(Duration::from_millis(200)),
+                None if started.elapsed() < METADATA_PROPAGATION => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
                 None => {
                     return Err(KafkaSetupError::Topic {
                         topic,
@@ -231,7 +270,7 @@ async fn partition_count(admin: Arc<AdminClient<DefaultClientContext>>, topic: S
 mod tests {
     use super::*;
 
-    fn entries(pairs: &[(&str, &str)]) -> HashMap<String, Option<String>> {
+    fn entries(pairs: &[(&str, &str)]) -> TopicSettings {
         pairs.iter().map(|(name, value)| (name.to_string(), Some(value.to_string()))).collect()
     }
 
@@ -242,18 +281,26 @@ mod tests {
         let error = verify_settings(
             &config,
             spec,
-            &entries(&[("cleanup.policy", "delete"), ("retention.ms", "604800000"), ("retention.bytes", "-1")]),
+            &entries(&[
+                ("cleanup.policy", "delete"),
+                ("retention.ms", "604800000"),
+                ("retention.bytes", "-1"),
+            ]),
         )
         .unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("scimflow.commands") && message.contains("--add-config retention.ms=-1"), "{message}");
+        assert!(
+            message.contains("scimflow.commands") && message.contains("--add-config retention.ms=-1"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_compacted_topic_is_refused() {
         let config = KafkaConfig::new("b:9092");
         for spec in specs(&config) {
-            let settings = entries(&[("cleanup.policy", "compact,delete"), ("retention.ms", &spec.retention_ms)]);
+            let settings =
+                entries(&[("cleanup.policy", "compact,delete"), ("retention.ms", &spec.retention_ms)]);
             assert!(verify_settings(&config, &spec, &settings).is_err(), "{}", spec.name);
         }
     }
@@ -262,7 +309,8 @@ mod tests {
     fn other_retentions_of_changes_and_outcomes_only_warn() {
         let config = KafkaConfig::new("b:9092");
         for spec in &specs(&config)[1..] {
-            let settings = entries(&[("cleanup.policy", "delete"), ("retention.ms", "1"), ("retention.bytes", "5")]);
+            let settings =
+                entries(&[("cleanup.policy", "delete"), ("retention.ms", "1"), ("retention.bytes", "5")]);
             assert!(verify_settings(&config, spec, &settings).is_ok(), "{}", spec.name);
         }
     }

@@ -5,14 +5,14 @@
 //! rounds, with nothing folded and unpublished in flight, so a revocation needs no draining.
 //! What changed is queued for the worker, which acts on it as soon as `poll` returns.
 
-use scimflow_log::kafka::context::{forward_error, forward_log};
-use scimflow_store::StoreWriter;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
+use scimflow_log::kafka::context::{forward_error, forward_log};
+use scimflow_store::StoreWriter;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,7 +107,8 @@ impl<S: StoreWriter + 'static> AssignmentContext<S> {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
-        let partitions: Vec<u32> = revoked.elements().iter().map(|element| element.partition() as u32).collect();
+        let partitions: Vec<u32> =
+            revoked.elements().iter().map(|element| element.partition() as u32).collect();
         tracing::info!(partitions = ?partitions, lost = consumer.assignment_lost(), "PartitionsRevoked");
         self.push(Rebalanced::Revoked(partitions));
         let result = match consumer.rebalance_protocol() {
@@ -131,7 +132,12 @@ impl<S: StoreWriter + 'static> ClientContext for AssignmentContext<S> {
 }
 
 impl<S: StoreWriter + 'static> ConsumerContext for AssignmentContext<S> {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, error: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, partitions),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, partitions),

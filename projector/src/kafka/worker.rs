@@ -292,7 +292,9 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Err(failure) => {
                     let reason = match failure {
                         RepublishFailure::Store(error) => error.to_string(),
-                        RepublishFailure::Transaction(TransactionFailure::Aborted(error)) => error.to_string(),
+                        RepublishFailure::Transaction(TransactionFailure::Aborted(error)) => {
+                            error.to_string()
+                        }
                         RepublishFailure::Transaction(TransactionFailure::Fatal(reason)) => reason,
                     };
                     if let Some(state) = self.partitions.get_mut(&partition) {
@@ -340,7 +342,9 @@ impl<S: StoreWriter + 'static> Worker<S> {
             };
             if published_until > state.next_expected {
                 tracing::warn!(
-                    partition, store_next = state.next_expected, committed = published_until,
+                    partition,
+                    store_next = state.next_expected,
+                    committed = published_until,
                     "ProjectorStoreBehindCommittedOffset"
                 );
             }
@@ -364,7 +368,8 @@ impl<S: StoreWriter + 'static> Worker<S> {
             let changes = self.store.changes_between(partition, from, to).map_err(RepublishFailure::Store)?;
             let count = changes.len();
             let publish = PartitionPublish { partition, changes, commit_offset: to };
-            self.publish_in_transaction(std::slice::from_ref(&publish)).map_err(RepublishFailure::Transaction)?;
+            self.publish_in_transaction(std::slice::from_ref(&publish))
+                .map_err(RepublishFailure::Transaction)?;
             if let Some(state) = self.partitions.get_mut(&partition) {
                 state.published_until = to;
             }
@@ -405,8 +410,12 @@ impl<S: StoreWriter + 'static> Worker<S> {
 
     fn fold_round(&mut self) -> Result<RoundEnd, KafkaProjectorError> {
         let now = Instant::now();
-        let foldable: Vec<u32> =
-            self.partitions.iter().filter(|(_, state)| state.foldable(now)).map(|(partition, _)| *partition).collect();
+        let foldable: Vec<u32> = self
+            .partitions
+            .iter()
+            .filter(|(_, state)| state.foldable(now))
+            .map(|(partition, _)| *partition)
+            .collect();
         if foldable.is_empty() {
             return Ok(RoundEnd::Continue);
         }
@@ -429,8 +438,11 @@ impl<S: StoreWriter + 'static> Worker<S> {
                     let was_paused = state.paused;
                     // Changes below the committed offset were published before a store loss.
                     let published_until = state.published_until;
-                    let changes: Vec<ChangeRecord> =
-                        result.changes.into_iter().filter(|change| change.offset >= published_until).collect();
+                    let changes: Vec<ChangeRecord> = result
+                        .changes
+                        .into_iter()
+                        .filter(|change| change.offset >= published_until)
+                        .collect();
                     let commit_offset = folded_until.max(published_until);
                     if commit_offset > published_until || !changes.is_empty() {
                         publishes.push(PartitionPublish { partition, changes, commit_offset });
@@ -537,7 +549,9 @@ impl<S: StoreWriter + 'static> Worker<S> {
         for _ in 0..3 {
             match self.producer.abort_transaction(KAFKA_CALL_TIMEOUT) {
                 Ok(()) => return TransactionFailure::Aborted(error),
-                Err(abort_error) if is_fatal(&abort_error) => return TransactionFailure::Fatal(abort_error.to_string()),
+                Err(abort_error) if is_fatal(&abort_error) => {
+                    return TransactionFailure::Fatal(abort_error.to_string());
+                }
                 // No transaction open (it failed at `begin`): nothing to abort.
                 Err(abort_error) if abort_error.rdkafka_error_code() == Some(RDKafkaErrorCode::State) => {
                     return TransactionFailure::Aborted(error);
@@ -620,7 +634,11 @@ fn take_record(
     }
     state.next_expected = offset + 1;
     // A record without payload decodes as poison and is skipped by the fold, with a log.
-    state.pending.push(LogRecord { partition, offset, payload: message.payload().unwrap_or_default().to_vec() });
+    state.pending.push(LogRecord {
+        partition,
+        offset,
+        payload: message.payload().unwrap_or_default().to_vec(),
+    });
 }
 
 /// Folds the records at or after the store's position. Returns the result and the offset the
@@ -642,4 +660,44 @@ fn fold_partition<S: StoreWriter + ?Sized>(
     let Some(last) = fresh.last() else { return Ok((BatchResult::default(), next)) };
     let result = fold_records(registry, store, partition, fresh)?;
     Ok((result, last.offset + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimflow_store::embedded::EmbeddedStore;
+
+    fn poison(offset: u64) -> LogRecord {
+        LogRecord { partition: 0, offset, payload: b"not a command".to_vec() }
+    }
+
+    #[test]
+    fn records_below_the_store_position_are_never_folded_again() {
+        let registry = SchemaRegistry::standard();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let (result, reached) = fold_partition(&registry, &store, 0, &[poison(0), poison(1), poison(2)]).unwrap();
+        assert_eq!((result.poison, reached), (3, 3));
+        // A redelivery overlapping what the store has: only 3 and 4 are folded.
+        let (result, reached) =
+            fold_partition(&registry, &store, 0, &[poison(1), poison(2), poison(3), poison(4)]).unwrap();
+        assert_eq!((result.poison, reached), (2, 5));
+        assert_eq!(store.next_offset(0).unwrap(), 5);
+        // Nothing new: the position stays.
+        let (result, reached) = fold_partition(&registry, &store, 0, &[poison(4)]).unwrap();
+        assert_eq!((result.poison, reached), (0, 5));
+    }
+
+    #[test]
+    fn retries_back_off_up_to_a_cap_and_reset_on_success() {
+        let mut retry = Retry::new();
+        assert!(retry.due(Instant::now()));
+        let delays: Vec<Duration> = (0..10).map(|_| retry.failed()).collect();
+        assert_eq!(delays[0], FIRST_RETRY);
+        assert_eq!(delays[1], FIRST_RETRY * 2);
+        assert_eq!(*delays.last().unwrap(), MAX_RETRY);
+        assert!(!retry.due(Instant::now()));
+        retry.succeeded();
+        assert!(retry.due(Instant::now()));
+    }
 }

@@ -85,7 +85,9 @@ impl CqlStore {
             .await
             .map_err(|error| unavailable(&format!("cannot connect to {}", config.nodes.join(",")), error))?;
         let layout = migrate(&session, &config).await?;
-        if (layout.resource_buckets, layout.member_buckets) != (config.resource_buckets, config.member_buckets) {
+        if (layout.resource_buckets, layout.member_buckets)
+            != (config.resource_buckets, config.member_buckets)
+        {
             // Not an error: the keyspace's layout is the only one its rows can be read with.
             tracing::warn!(
                 keyspace = %config.keyspace,

@@ -2,7 +2,7 @@
 //!
 //! Point reads go to one partition (the bucket of a resource or membership is computed from its
 //! id). Pages in id order (`resources_page`, `members_page`) span every bucket of a tenant's kind
-//! or of a group, each bucket clustered by id, so they are a k-way merge ([`merge_buckets`]):
+//! or of a group, each bucket clustered by id, so they are a k-way merge (`merge_buckets`):
 //! every bucket is asked for a few rows after `after` (about twice its fair share of the page),
 //! the smallest head is taken until the page is full, and a bucket whose buffered rows run out
 //! before it is known to be exhausted is asked for more. Memory and rows read stay
@@ -18,8 +18,8 @@ use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
 use scimflow_core::state::{Member, StoredResource};
 use scylla::deserialize::row::DeserializeRow;
-use scylla::serialize::row::SerializeRow;
 use scylla::response::PagingState;
+use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;

@@ -2,7 +2,7 @@
 //! driver, with a per-view cache.
 //!
 //! The fold runs on a blocking thread (the projector uses `spawn_blocking`), so each read blocks
-//! that thread on the store's runtime ([`CqlStore::block_on`]); calling it from an async task
+//! that thread on the store's runtime (`CqlStore::block_on`); calling it from an async task
 //! would stall (or, on a current-thread runtime, panic). A view lives for one batch of one
 //! tenant, and the projector is the partition's only writer, so the rows it reads cannot change
 //! under it: caching every answer is safe, and the fold asks for the same rows repeatedly

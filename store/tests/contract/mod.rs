@@ -260,6 +260,10 @@ pub async fn assert_store_matches<S: TestStore>(store: &S, tenant: &str, referen
         let page = store.resources_page(tenant, kind, None, 10_000).await.unwrap();
         assert_eq!(page, expected, "{kind:?} page");
         assert_eq!(all_resources(store, tenant, kind, 7).await, expected, "{kind:?} paged by 7");
+        // A store may not keep counts (then the API counts by scanning); one that does is exact.
+        if let Some(count) = store.resource_count(tenant, kind).await.unwrap() {
+            assert_eq!(count, expected.len() as u64, "{kind:?} count");
+        }
     }
     for (group, members) in &reference.members {
         let expected: Vec<Member> = members.values().cloned().collect();
