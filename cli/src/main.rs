@@ -8,6 +8,11 @@ use scimflow_ingest_api::ApiConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 
+// glibc malloc showed up as ~18% of CPU under write load; mimalloc serves the many small
+// JSON allocations of a request with far less contention.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "scimflow", version, about = "Event-sourced SCIM 2.0 ingestion pipeline")]
 struct Cli {

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 const COMMANDS: TableDefinition<u64, &[u8]> = TableDefinition::new("commands");
 
@@ -32,7 +31,7 @@ struct PendingAppend {
 #[derive(Clone)]
 pub struct EmbeddedLog {
     db: Arc<Database>,
-    appends: std_mpsc::SyncSender<PendingAppend>,
+    appends: mpsc::Sender<PendingAppend>,
     /// The offset the next append will get; readers wait on it to learn about new records.
     end: watch::Receiver<u64>,
 }
@@ -54,7 +53,7 @@ impl EmbeddedLog {
         };
         let (end_sender, end) = watch::channel(end_offset);
         // Bounded, so a stalled disk pushes back on the API instead of buffering without limit.
-        let (appends, receiver) = std_mpsc::sync_channel(MAX_GROUP_COMMIT * 4);
+        let (appends, receiver) = mpsc::channel(MAX_GROUP_COMMIT * 4);
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("scimflow-log-writer".into())
@@ -95,11 +94,11 @@ fn unavailable(error: impl std::fmt::Display) -> LogError {
 
 fn run_writer(
     db: Arc<Database>,
-    receiver: std_mpsc::Receiver<PendingAppend>,
+    mut receiver: mpsc::Receiver<PendingAppend>,
     mut next_offset: u64,
     end: watch::Sender<u64>,
 ) {
-    while let Ok(first) = receiver.recv() {
+    while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP_COMMIT {
             match receiver.try_recv() {
@@ -148,11 +147,10 @@ impl CommandLog for EmbeddedLog {
         _headers: Vec<(String, String)>,
     ) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
-        let appends = self.appends.clone();
-        // `send` blocks when the queue is full: keep that off the async workers.
-        tokio::task::spawn_blocking(move || appends.send(PendingAppend { payload, reply }))
+        // Waits (asynchronously) while the queue is full: back-pressure instead of unbounded memory.
+        self.appends
+            .send(PendingAppend { payload, reply })
             .await
-            .map_err(unavailable)?
             .map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?;
         answer.await.map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?
     }

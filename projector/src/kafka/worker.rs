@@ -289,17 +289,17 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Err(RepublishFailure::Transaction(TransactionFailure::Fatal(reason))) => {
                     return Err(KafkaProjectorError::Fatal(reason));
                 }
-                Err(failure) => {
-                    let reason = match failure {
-                        RepublishFailure::Store(error) => error.to_string(),
-                        RepublishFailure::Transaction(TransactionFailure::Aborted(error)) => {
-                            error.to_string()
-                        }
-                        RepublishFailure::Transaction(TransactionFailure::Fatal(reason)) => reason,
-                    };
+                Err(RepublishFailure::Transaction(TransactionFailure::Aborted(error))) => {
+                    tracing::warn!(partition, error = %error, "ProjectorTransactionAborted");
+                    self.after_failed_transaction(partition);
+                }
+                Err(RepublishFailure::Store(error)) => {
                     if let Some(state) = self.partitions.get_mut(&partition) {
                         let delay = state.retry.failed();
-                        tracing::error!(partition, error = %reason, retry_in_ms = delay.as_millis() as u64, "ChangesRepublishFailed");
+                        tracing::error!(
+                            partition, error = %error, retry_in_ms = delay.as_millis() as u64,
+                            "ChangesRepublishFailed"
+                        );
                     }
                 }
             }
@@ -343,7 +343,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             if published_until > state.next_expected {
                 tracing::warn!(
                     partition,
-                    store_next = state.next_expected,
+                    position = state.next_expected,
                     committed = published_until,
                     "ProjectorStoreBehindCommittedOffset"
                 );
@@ -491,13 +491,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             Err(TransactionFailure::Aborted(error)) => {
                 for publish in &publishes {
                     tracing::warn!(partition = publish.partition, error = %error, "ProjectorTransactionAborted");
-                    if self.partitions.contains_key(&publish.partition) {
-                        // Republish from the store's feed before folding anything new.
-                        self.set_paused(publish.partition, true);
-                        if let Some(state) = self.partitions.get_mut(&publish.partition) {
-                            state.phase = Phase::Republish;
-                        }
-                    }
+                    self.after_failed_transaction(publish.partition);
                 }
             }
             Err(TransactionFailure::Fatal(reason)) => return Err(KafkaProjectorError::Fatal(reason)),
@@ -530,8 +524,19 @@ impl<S: StoreWriter + 'static> Worker<S> {
             // KIP-447: the group coordinator refuses these offsets if this member was fenced by
             // a rebalance, and the transaction (with its changes) is then aborted.
             self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
-            self.producer.commit_transaction(KAFKA_CALL_TIMEOUT)?;
-            Ok(count)
+            let mut attempts = 0;
+            loop {
+                match self.producer.commit_transaction(KAFKA_CALL_TIMEOUT) {
+                    Ok(()) => return Ok(count),
+                    // A timed-out commit may still be in progress: librdkafka resumes it when
+                    // asked again (aborting instead would leave its outcome unknown).
+                    Err(KafkaError::Transaction(error)) if error.is_retriable() && attempts < 3 => {
+                        attempts += 1;
+                        tracing::warn!(error = %error, attempts, "ProjectorCommitRetried");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         };
         match attempt() {
             Ok(count) => {
@@ -585,6 +590,17 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 }
                 Err((error, _)) => return Err(error),
             }
+        }
+    }
+
+    /// After a failed transaction only Kafka knows how far the changes are published (if the
+    /// commit timed out it may still have happened): fetch the committed offset again, which
+    /// waits for our transaction's outcome, and republish from there before folding more.
+    fn after_failed_transaction(&mut self, partition: u32) {
+        self.set_paused(partition, true);
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.phase = Phase::FetchCommitted;
+            state.retry.failed();
         }
     }
 
@@ -676,7 +692,8 @@ mod tests {
         let registry = SchemaRegistry::standard();
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
-        let (result, reached) = fold_partition(&registry, &store, 0, &[poison(0), poison(1), poison(2)]).unwrap();
+        let (result, reached) =
+            fold_partition(&registry, &store, 0, &[poison(0), poison(1), poison(2)]).unwrap();
         assert_eq!((result.poison, reached), (3, 3));
         // A redelivery overlapping what the store has: only 3 and 4 are folded.
         let (result, reached) =

@@ -22,6 +22,11 @@ use scimflow_store::StoreWriter;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+// glibc malloc showed up as ~18% of CPU under write load; mimalloc serves the many small
+// JSON allocations of a request with far less contention.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
