@@ -15,11 +15,15 @@ echo "==> building tests"
 cargo test --workspace --locked --no-run
 
 if [ -z "${SCIMFLOW_NO_SERVICES:-}" ]; then
+  fresh=""
   if ! deploy/local/services.sh status >/dev/null 2>&1; then
+    # Started here: start from empty data (tests leave topics and keyspaces behind) and stop
+    # them again on exit. Services someone else started are left as they are.
+    fresh="--fresh"
     trap 'deploy/local/services.sh down >&2 || true' EXIT
   fi
   echo "==> starting Kafka and Cassandra"
-  services_env=$(deploy/local/services.sh up)
+  services_env=$(deploy/local/services.sh $fresh up)
   # `up` prints SCIMFLOW_KAFKA_BROKERS=... and SCIMFLOW_CQL_NODES=... on stdout.
   while IFS= read -r line; do
     case $line in SCIMFLOW_*=*) export "${line?}" ;; esac

@@ -6,9 +6,12 @@
 //! ## Layout
 //! - [`embedded`]: wiring of the all-in-one embedded pipeline ([`embedded::EmbeddedApp`]), used
 //!   by `serve` and by the end-to-end tests.
+//! - [`pipeline`]: any topology: embedded or Kafka log, embedded or CQL store, API and/or
+//!   projector in this process.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
 //! - [`telemetry`]: structured logging setup.
 
 pub mod embedded;
+pub mod pipeline;
 pub mod telemetry;
 pub mod tenant_cmd;

@@ -1,8 +1,8 @@
 //! `scimflow`: run the pipeline and operate it. `scimflow serve` with no flags runs everything
 //! in one process on the embedded log and store under `./scimflow-data`.
 
-use clap::{Parser, Subcommand};
-use scimflow::embedded::EmbeddedApp;
+use clap::{Args, Parser, Subcommand};
+use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
 use scimflow_ingest_api::ApiConfig;
 use std::path::PathBuf;
@@ -20,15 +20,42 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Args)]
+struct Common {
+    /// Tenants (and the embedded log and store) live here.
+    #[arg(long, default_value = "scimflow-data", env = "SCIMFLOW_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The projection store.
+    #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_STORE")]
+    store: StoreKind,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline (API, log, projector, store) in one process.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
         listen: String,
-        #[arg(long, default_value = "scimflow-data", env = "SCIMFLOW_DATA_DIR")]
-        data_dir: PathBuf,
+        /// The command log.
+        #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_LOG")]
+        log: LogKind,
+        #[command(flatten)]
+        common: Common,
     },
+    /// Run only the SCIM API on Kafka (outcomes arrive from projectors over the outcomes topic).
+    IngestApi {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
+        listen: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run only a projector: fold the Kafka command log into the store.
+    Projector {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
+    Migrate,
     /// Manage tenants and their tokens.
     Tenant {
         #[command(subcommand)]
@@ -36,30 +63,65 @@ enum Command {
     },
 }
 
-#[actix_web::main]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     scimflow::telemetry::init_telemetry();
     match Cli::parse().command {
-        Command::Serve { listen, data_dir } => serve(&listen, &data_dir).await,
+        Command::Serve { listen, log, common } => {
+            let options = options(common, listen, log, true, true);
+            serve(options).await
+        }
+        Command::IngestApi { listen, common } => {
+            serve(options(common, listen, LogKind::Kafka, true, false)).await
+        }
+        Command::Projector { common } => {
+            let app = App::build(options(common, String::new(), LogKind::Kafka, false, true)).await?;
+            println!("scimflow projector is folding the Kafka command log; Ctrl-C stops it");
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let store = scimflow_store::cql::CqlStore::connect_from_env().await?.ok_or_else(|| {
+                anyhow::anyhow!("set SCIMFLOW_CQL_NODES (e.g. 127.0.0.1:9042) to migrate a CQL store")
+            })?;
+            println!("CQL schema of keyspace {} is current", store.keyspace());
+            Ok(())
+        }
         Command::Tenant { command } => tenant_cmd::run(command),
     }
 }
 
-async fn serve(listen: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
+fn options(common: Common, listen: String, log: LogKind, run_api: bool, run_projector: bool) -> PipelineOptions {
+    PipelineOptions {
+        data_dir: common.data_dir,
+        listen,
+        log,
+        store: common.store,
+        run_api,
+        run_projector,
+        api: ApiConfig::default(),
+        kafka: None,
+        projector: None,
+        cql: None,
+    }
+}
+
+async fn serve(options: PipelineOptions) -> anyhow::Result<()> {
     let started = Instant::now();
-    let app = EmbeddedApp::build(data_dir, listen, ApiConfig::default()).await?;
+    let data_dir = options.data_dir.clone();
+    let app = App::build(options).await?;
     let first_token = if app.tenants.list()?.is_empty() {
         let now_ms = chrono::Utc::now().timestamp_millis();
         Some(app.tenants.create("default", now_ms)?.1)
     } else {
         None
     };
-    println!("scimflow is serving SCIM 2.0 at {}", app.base_url);
+    let base_url = app.base_url.clone().unwrap_or_default();
+    println!("scimflow is serving SCIM 2.0 at {base_url}");
     println!("data directory: {}", data_dir.display());
     match first_token {
         Some(token) => println!("created tenant \"default\"; its bearer token (shown once): {token}"),
         None => println!("tenants: `scimflow tenant list --data-dir {}`", data_dir.display()),
     }
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, base_url = %app.base_url, "ServerStarted");
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, base_url = %base_url, "ServerStarted");
     app.run_until_stopped().await
 }

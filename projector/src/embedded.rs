@@ -24,7 +24,10 @@ pub async fn run<S: StoreWriter + 'static>(
     let mut end = log.watch_end();
     let mut retry_delay = Duration::from_millis(50);
     loop {
-        let next = match store.next_offset(EMBEDDED_PARTITION) {
+        // Stores may block on I/O here (the CQL store does): keep it off the async workers.
+        let position_store = store.clone();
+        let position = tokio::task::spawn_blocking(move || position_store.next_offset(EMBEDDED_PARTITION)).await;
+        let next = match position.unwrap_or_else(|join| Err(scimflow_store::StoreError::Unavailable(join.to_string()))) {
             Ok(next) => next,
             Err(error) => {
                 tracing::error!(error = %error, "ProjectorStoreUnavailable");

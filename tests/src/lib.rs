@@ -1,9 +1,96 @@
 //! End-to-end test helpers: [`spawn_app`] starts the real embedded pipeline (log, projector,
-//! store, API) on a free port in a fresh data directory, with two tenants and their tokens.
+//! store, API) on a free port in a fresh data directory, with two tenants and their tokens;
+//! [`spawn_app_on`] starts the same on real Kafka (and CQL) with fresh topics, consumer group and
+//! keyspace, so one suite of assertions runs on every topology ([`topology_tests!`]).
 
 use scimflow::embedded::EmbeddedApp;
+use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
 use scimflow_ingest_api::ApiConfig;
+use scimflow_log::kafka::KafkaConfig;
+use scimflow_projector::kafka::KafkaProjectorConfig;
+use scimflow_store::cql::CqlConfig;
 use serde_json::Value;
+
+/// Where an end-to-end test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// `scimflow serve`: embedded log and store.
+    Embedded,
+    /// `scimflow serve --log kafka`: real Kafka, embedded store.
+    Kafka,
+    /// `scimflow serve --log kafka --store cql`: real Kafka and Cassandra.
+    KafkaCql,
+}
+
+/// Starts the pipeline on `topology`, or returns `None` (after saying why) when the services it
+/// needs are not configured: `SCIMFLOW_KAFKA_BROKERS`, `SCIMFLOW_CQL_NODES` (set by
+/// `deploy/local/services.sh up`, and always in CI).
+pub async fn spawn_app_on(topology: Topology) -> Option<TestApp> {
+    if topology == Topology::Embedded {
+        return Some(spawn_app().await);
+    }
+    let Ok(brokers) = std::env::var("SCIMFLOW_KAFKA_BROKERS") else {
+        eprintln!("SKIPPED: {topology:?} needs SCIMFLOW_KAFKA_BROKERS (deploy/local/services.sh up)");
+        return None;
+    };
+    let cql_nodes = std::env::var("SCIMFLOW_CQL_NODES").ok();
+    if topology == Topology::KafkaCql && cql_nodes.is_none() {
+        eprintln!("SKIPPED: {topology:?} needs SCIMFLOW_CQL_NODES (deploy/local/services.sh up)");
+        return None;
+    }
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut kafka = KafkaConfig::new(brokers);
+    kafka.topic_prefix = format!("scimflow.e2e.{run}.");
+    kafka.command_partitions = 3;
+    let mut projector = KafkaProjectorConfig::new(kafka.clone());
+    projector.group_id = format!("scimflow-e2e-{run}");
+    let cql = cql_nodes.map(|nodes| {
+        let mut config = CqlConfig::new(nodes.split(',').map(str::to_owned).collect());
+        config.keyspace = format!("scimflow_e2e_{}", &run[..16]);
+        config
+    });
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let options = PipelineOptions {
+        data_dir: data_dir.path().to_owned(),
+        listen: "127.0.0.1:0".into(),
+        log: LogKind::Kafka,
+        store: if topology == Topology::KafkaCql { StoreKind::Cql } else { StoreKind::Embedded },
+        run_api: true,
+        run_projector: true,
+        api: ApiConfig::default(),
+        kafka: Some(kafka),
+        projector: Some(projector),
+        cql,
+    };
+    let app = App::build(options).await.expect("pipeline starts on real services");
+    let now = chrono::Utc::now().timestamp_millis();
+    let (_, token) = app.tenants.create("acme", now).expect("tenant");
+    let (_, other_token) = app.tenants.create("globex", now).expect("tenant");
+    let base_url = app.base_url.clone().expect("API runs");
+    tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp { base_url, token, other_token, client: reqwest::Client::new(), data_dir };
+    test_app.wait_until_ready().await;
+    Some(test_app)
+}
+
+/// Generates one `#[tokio::test]` per topology for each `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! topology_tests {
+    ($($name:ident),* $(,)?) => {
+        mod on_embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::spawn_app_on($crate::Topology::Embedded).await.unwrap()).await } )*
+        }
+        mod on_kafka {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { if let Some(app) = $crate::spawn_app_on($crate::Topology::Kafka).await { super::$name(app).await } } )*
+        }
+        mod on_kafka_and_cql {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { if let Some(app) = $crate::spawn_app_on($crate::Topology::KafkaCql).await { super::$name(app).await } } )*
+        }
+    };
+}
 
 pub struct TestApp {
     pub base_url: String,
@@ -31,6 +118,26 @@ pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
 }
 
 impl TestApp {
+    /// Waits until a write round-trips (a Kafka projector first has to join its group).
+    pub async fn wait_until_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let probe = serde_json::json!({"userName": "readiness-probe"});
+        loop {
+            let (status, _) = self.post("/Users", &probe).await;
+            if status == 201 || status == 409 {
+                let filter = "/Users?filter=userName%20eq%20%22readiness-probe%22";
+                let (_, list) = self.get(filter).await;
+                if let Some(id) = list["Resources"][0]["id"].as_str() {
+                    let (deleted, _) = self.delete(&format!("/Users/{id}")).await;
+                    assert_eq!(deleted, 204);
+                }
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "pipeline not ready: last status {status}");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
     }

@@ -1,9 +1,16 @@
 //! End-to-end over HTTP on the real embedded pipeline: what a 2xx guarantees.
 
 use futures_util::future::join_all;
-use scimflow_tests::spawn_app;
+use scimflow_tests::{TestApp, topology_tests};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+
+topology_tests!(
+    eight_concurrent_patches_adding_100_members_each_all_succeed_and_leave_the_union,
+    a_2xx_write_is_visible_to_the_very_next_read,
+    uniqueness_holds_under_concurrent_creates,
+    another_tenants_token_can_neither_read_nor_change_resources,
+);
 
 fn add_members(ids: &[String]) -> Value {
     let members: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
@@ -11,15 +18,13 @@ fn add_members(ids: &[String]) -> Value {
            "Operations": [{"op": "Add", "path": "members", "value": members}]})
 }
 
-async fn all_member_ids(app: &scimflow_tests::TestApp, group_id: &str) -> BTreeSet<String> {
+async fn all_member_ids(app: &TestApp, group_id: &str) -> BTreeSet<String> {
     let (status, group) = app.get(&format!("/Groups/{group_id}")).await;
     assert_eq!(status, 200, "{group}");
     group["members"].as_array().cloned().unwrap_or_default().iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect()
 }
 
-#[tokio::test]
-async fn eight_concurrent_patches_adding_100_members_each_all_succeed_and_leave_the_union() {
-    let app = spawn_app().await;
+async fn eight_concurrent_patches_adding_100_members_each_all_succeed_and_leave_the_union(app: TestApp) {
     let group_id = app.create_group("Everyone").await;
     let mut user_ids = Vec::new();
     // Create the users with bounded concurrency.
@@ -43,9 +48,7 @@ async fn eight_concurrent_patches_adding_100_members_each_all_succeed_and_leave_
     assert_eq!(members, expected, "exactly the union of the eight PATCHes");
 }
 
-#[tokio::test]
-async fn a_2xx_write_is_visible_to_the_very_next_read() {
-    let app = spawn_app().await;
+async fn a_2xx_write_is_visible_to_the_very_next_read(app: TestApp) {
     for index in 0..50 {
         let id = app.create_user(&format!("reader{index}")).await;
         let (status, user) = app.get(&format!("/Users/{id}")).await;
@@ -59,9 +62,7 @@ async fn a_2xx_write_is_visible_to_the_very_next_read() {
     }
 }
 
-#[tokio::test]
-async fn uniqueness_holds_under_concurrent_creates() {
-    let app = spawn_app().await;
+async fn uniqueness_holds_under_concurrent_creates(app: TestApp) {
     let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same@example.com"});
     let answers = join_all((0..16).map(|_| app.post("/Users", &body))).await;
     let created = answers.iter().filter(|(status, _)| *status == 201).count();
@@ -71,9 +72,7 @@ async fn uniqueness_holds_under_concurrent_creates() {
     assert!(conflicts.iter().all(|(_, body)| body["scimType"] == "uniqueness"));
 }
 
-#[tokio::test]
-async fn another_tenants_token_can_neither_read_nor_change_resources() {
-    let app = spawn_app().await;
+async fn another_tenants_token_can_neither_read_nor_change_resources(app: TestApp) {
     let id = app.create_user("private@acme.example").await;
     let other = &app.other_token;
     let (status, _) = app.send(reqwest::Method::GET, &format!("/Users/{id}"), other, None).await;
