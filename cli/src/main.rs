@@ -90,7 +90,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn options(common: Common, listen: String, log: LogKind, run_api: bool, run_projector: bool) -> PipelineOptions {
+fn options(
+    common: Common,
+    listen: String,
+    log: LogKind,
+    run_api: bool,
+    run_projector: bool,
+) -> PipelineOptions {
     PipelineOptions {
         data_dir: common.data_dir,
         listen,

@@ -18,10 +18,10 @@ use scimflow_log::embedded::EmbeddedLog;
 use scimflow_log::kafka::{KafkaConfig, KafkaLog, OutcomeListener, ensure_topics};
 use scimflow_log::{CommandLog, OutcomeHub, WritePath};
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
+use scimflow_store::StoreReader;
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
 use scimflow_store::tenants::TenantDirectory;
-use scimflow_store::StoreReader;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,7 +93,9 @@ pub enum AnyStore {
 impl AnyStore {
     async fn open(options: &PipelineOptions) -> anyhow::Result<AnyStore> {
         Ok(match options.store {
-            StoreKind::Embedded => AnyStore::Embedded(EmbeddedStore::open(&options.data_dir.join("store.redb"))?),
+            StoreKind::Embedded => {
+                AnyStore::Embedded(EmbeddedStore::open(&options.data_dir.join("store.redb"))?)
+            }
             StoreKind::Cql => {
                 let config = match &options.cql {
                     Some(config) => config.clone(),
@@ -166,7 +168,8 @@ impl App {
                     };
                     // All-in-one: the projector hands outcomes straight to this process's hub.
                     let local_hub = options.run_api.then(|| hub.clone());
-                    projector = Some(spawn_kafka_projector(&registry, &store, config, local_hub, stop_signal));
+                    projector =
+                        Some(spawn_kafka_projector(&registry, &store, config, local_hub, stop_signal));
                 }
                 if options.run_api && !options.run_projector {
                     outcome_listener = Some(OutcomeListener::start(&kafka, hub.clone()).await?);
@@ -190,7 +193,17 @@ impl App {
             server = Some(build_server(listener, state)?);
             port = Some(bound);
         }
-        Ok(App { server, port, base_url, tenants, store, embedded_log, projector, stop_projector, outcome_listener })
+        Ok(App {
+            server,
+            port,
+            base_url,
+            tenants,
+            store,
+            embedded_log,
+            projector,
+            stop_projector,
+            outcome_listener,
+        })
     }
 
     pub fn port(&self) -> Option<u16> {

@@ -57,7 +57,10 @@ pub fn run(command: TenantCommand) -> anyhow::Result<()> {
         }
         TenantCommand::Revoke { name, data_dir } => {
             let tenant = open_tenants(&data_dir)?.revoke(&name)?;
-            println!("revoked tenant {}; `scimflow tenant rotate {}` issues a new token", tenant.name, tenant.name);
+            println!(
+                "revoked tenant {}; `scimflow tenant rotate {}` issues a new token",
+                tenant.name, tenant.name
+            );
         }
         TenantCommand::Rotate { name, data_dir, quiet } => {
             let (tenant, token) = open_tenants(&data_dir)?.rotate(&name)?;

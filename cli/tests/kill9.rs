@@ -47,10 +47,19 @@ async fn kill_9_after_acknowledged_writes_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = start(data.path(), port);
-    let token_line = server.first_lines.iter().find(|l| l.contains("bearer token")).expect("first start prints a token").clone();
+    let token_line = server
+        .first_lines
+        .iter()
+        .find(|l| l.contains("bearer token"))
+        .expect("first start prints a token")
+        .clone();
     let token = token_line.rsplit(' ').next().unwrap().to_owned();
     let base = format!("http://127.0.0.1:{port}/scim/v2");
-    assert!(server.first_lines.iter().any(|l| l.contains(&base)), "banner names the base URL: {:?}", server.first_lines);
+    assert!(
+        server.first_lines.iter().any(|l| l.contains(&base)),
+        "banner names the base URL: {:?}",
+        server.first_lines
+    );
 
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();

@@ -18,16 +18,24 @@ pub fn apply<V: StateView + ?Sized>(view: &V, change: &Change) -> Vec<Mutation> 
     let mut mutations = Vec::new();
     match &change.body {
         ChangeBody::Upserted { resource, .. } => {
-            let old_entries = previous
-                .as_ref()
-                .map(|stored| index_entries(kind, &stored.resource))
-                .unwrap_or_default();
+            let old_entries =
+                previous.as_ref().map(|stored| index_entries(kind, &stored.resource)).unwrap_or_default();
             let new_entries = index_entries(kind, resource);
             for (index, key) in old_entries.difference(&new_entries) {
-                mutations.push(Mutation::DeleteIndex { kind, index: *index, key: key.clone(), id: id.to_owned() });
+                mutations.push(Mutation::DeleteIndex {
+                    kind,
+                    index: *index,
+                    key: key.clone(),
+                    id: id.to_owned(),
+                });
             }
             for (index, key) in new_entries.difference(&old_entries) {
-                mutations.push(Mutation::PutIndex { kind, index: *index, key: key.clone(), id: id.to_owned() });
+                mutations.push(Mutation::PutIndex {
+                    kind,
+                    index: *index,
+                    key: key.clone(),
+                    id: id.to_owned(),
+                });
             }
             mutations.push(Mutation::PutResource {
                 kind,

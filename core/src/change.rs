@@ -13,7 +13,10 @@ pub const CHANGE_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeBody {
     /// The resource's full resulting state (groups without members).
-    Upserted { resource: Value, created: bool },
+    Upserted {
+        resource: Value,
+        created: bool,
+    },
     Deleted,
     MembersAdded(Vec<Member>),
     MembersRemoved(Vec<String>),
@@ -61,13 +64,9 @@ impl Change {
                 })
             }
             ChangeBody::MembersRemoved(values) => {
-                pb::change_envelope::Change::MembersRemoved(pb::MembersRemoved {
-                    values: values.clone(),
-                })
+                pb::change_envelope::Change::MembersRemoved(pb::MembersRemoved { values: values.clone() })
             }
-            ChangeBody::MembersCleared => {
-                pb::change_envelope::Change::MembersCleared(pb::MembersCleared {})
-            }
+            ChangeBody::MembersCleared => pb::change_envelope::Change::MembersCleared(pb::MembersCleared {}),
         };
         pb::ChangeEnvelope {
             schema_version: CHANGE_SCHEMA_VERSION,

@@ -82,11 +82,9 @@ impl Command {
             Action::Create(resource) => pb::command_envelope::Command::Create(pb::CreateResource {
                 resource_json: resource.to_string(),
             }),
-            Action::Replace(resource) => {
-                pb::command_envelope::Command::Replace(pb::ReplaceResource {
-                    resource_json: resource.to_string(),
-                })
-            }
+            Action::Replace(resource) => pb::command_envelope::Command::Replace(pb::ReplaceResource {
+                resource_json: resource.to_string(),
+            }),
             Action::Patch(operations) => pb::command_envelope::Command::Patch(pb::PatchResource {
                 operations: operations.iter().map(operation_to_proto).collect(),
             }),
@@ -139,9 +137,9 @@ impl Command {
             Some(pb::command_envelope::Command::Replace(replace)) => {
                 Action::Replace(parse_json(&replace.resource_json)?)
             }
-            Some(pb::command_envelope::Command::Patch(patch)) => Action::Patch(
-                patch.operations.iter().map(operation_from_proto).collect::<ScimResult<_>>()?,
-            ),
+            Some(pb::command_envelope::Command::Patch(patch)) => {
+                Action::Patch(patch.operations.iter().map(operation_from_proto).collect::<ScimResult<_>>()?)
+            }
             Some(pb::command_envelope::Command::Delete(_)) => Action::Delete,
             None => return Err(ScimError::invalid_syntax("command without a known kind")),
         };
@@ -196,10 +194,6 @@ fn operation_from_proto(operation: &pb::PatchOperation) -> ScimResult<PatchOpera
     } else {
         (Some(operation.path.clone()), Some(parse_patch_path(&operation.path)?))
     };
-    let value = if operation.value_json.is_empty() {
-        None
-    } else {
-        Some(parse_json(&operation.value_json)?)
-    };
+    let value = if operation.value_json.is_empty() { None } else { Some(parse_json(&operation.value_json)?) };
     Ok(PatchOperation { op, raw_path, path, value })
 }

@@ -34,16 +34,10 @@ pub type Decision = Result<Accepted, ScimError>;
 
 /// RFC 3339 UTC with milliseconds, from the command's ingest time.
 pub fn format_timestamp(unix_ms: i64) -> String {
-    DateTime::from_timestamp_millis(unix_ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub fn decide<V: StateView + ?Sized>(
-    registry: &SchemaRegistry,
-    view: &V,
-    command: &Command,
-) -> Decision {
+pub fn decide<V: StateView + ?Sized>(registry: &SchemaRegistry, view: &V, command: &Command) -> Decision {
     match &command.action {
         Action::Create(resource) => decide_create(view, command, resource.clone()),
         Action::Replace(replacement) => decide_replace(registry, view, command, replacement),
@@ -58,11 +52,7 @@ pub fn decide<V: StateView + ?Sized>(
 
 fn existing<V: StateView + ?Sized>(view: &V, command: &Command) -> ScimResult<StoredResource> {
     let current = view.resource(command.kind, &command.resource_id).ok_or_else(|| {
-        ScimError::not_found(format!(
-            "{} {} not found",
-            command.kind.name(),
-            command.resource_id
-        ))
+        ScimError::not_found(format!("{} {} not found", command.kind.name(), command.resource_id))
     })?;
     check_if_match(command.if_match.as_deref(), &current)?;
     Ok(current)
@@ -73,10 +63,7 @@ fn existing<V: StateView + ?Sized>(view: &V, command: &Command) -> ScimResult<St
 fn check_if_match(if_match: Option<&str>, current: &StoredResource) -> ScimResult<()> {
     let Some(header) = if_match else { return Ok(()) };
     let current_tag = opaque_tag(&current.etag()).to_owned();
-    let matched = header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || opaque_tag(tag) == current_tag);
+    let matched = header.split(',').map(str::trim).any(|tag| tag == "*" || opaque_tag(tag) == current_tag);
     if matched {
         Ok(())
     } else {
@@ -237,12 +224,18 @@ fn decide_update<V: StateView + ?Sized>(
     let deltas = planner.finish();
     let attributes_changed = without_meta(&resource) != without_meta(&current.resource);
     if !attributes_changed && deltas.is_empty() {
-        return Ok(Accepted { status: 200, resource: Some(current), changes: Vec::new(), skipped_members: skipped });
+        return Ok(Accepted {
+            status: 200,
+            resource: Some(current),
+            changes: Vec::new(),
+            skipped_members: skipped,
+        });
     }
     let version = current.version + 1;
     stamp_meta(&mut resource, kind, None, command.issued_at_ms, version);
     if let Some(meta) = resource.get_mut("meta") {
-        meta["created"] = current.resource.get("meta").and_then(|m| m.get("created")).cloned().unwrap_or(Value::Null);
+        meta["created"] =
+            current.resource.get("meta").and_then(|m| m.get("created")).cloned().unwrap_or(Value::Null);
     }
     let mut changes = Vec::new();
     if attributes_changed {

@@ -44,7 +44,10 @@ impl MemoryState {
                 }
             }
             Mutation::AddMember { group_id, member } => {
-                self.members.entry(group_id.clone()).or_default().insert(member.value.clone(), member.clone());
+                self.members
+                    .entry(group_id.clone())
+                    .or_default()
+                    .insert(member.value.clone(), member.clone());
                 self.member_of.entry(member.value.clone()).or_default().insert(group_id.clone());
             }
             Mutation::RemoveMember { group_id, member_id } => {

@@ -109,8 +109,7 @@ impl<V: StateView + ?Sized> StateView for Overlay<'_, V> {
     }
 
     fn index_lookup(&self, kind: ResourceKind, index: IndexName, key: &str) -> Vec<String> {
-        let mut ids: BTreeSet<String> =
-            self.base.index_lookup(kind, index, key).into_iter().collect();
+        let mut ids: BTreeSet<String> = self.base.index_lookup(kind, index, key).into_iter().collect();
         if let Some(delta) = self.index.get(&(kind, index, key.to_owned())) {
             ids.retain(|id| !delta.removed.contains(id));
             ids.extend(delta.added.iter().cloned());

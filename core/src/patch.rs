@@ -36,8 +36,8 @@
 use crate::error::{ScimError, ScimResult, ScimType};
 use crate::filter::{self, CompValue, CompareOp, EvalContext, Filter, PatchPath};
 use crate::resource::{
-    self, MemberRef, canonicalize, check_required, coerce_attribute, coerce_members, coerce_single,
-    describe, find_key, get_ci, is_group_members, is_primary, is_reference_like,
+    self, MemberRef, canonicalize, check_required, coerce_attribute, coerce_members, coerce_single, describe,
+    find_key, get_ci, is_group_members, is_primary, is_reference_like,
 };
 use crate::schema::{
     AttrHome, AttrType, AttributeDef, Mutability, ResolvedAttr, ResourceKind, SchemaRegistry,
@@ -86,34 +86,21 @@ impl PatchOperation {
     /// Builds and validates an operation: parses `path` (blank means none), requires a `value`
     /// for `add`/`replace` (400 `invalidSyntax`) and a `path` for `remove` (400 `noTarget`).
     pub fn new(op: PatchOpKind, path: Option<&str>, value: Option<Value>) -> ScimResult<Self> {
-        let raw_path = path
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-            .map(str::to_owned);
+        let raw_path = path.map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned);
         let path = match &raw_path {
             Some(text) => Some(filter::parse_patch_path(text).map_err(as_invalid_path)?),
             None => None,
         };
         match op {
             PatchOpKind::Add | PatchOpKind::Replace if value.is_none() => {
-                return Err(ScimError::invalid_syntax(format!(
-                    "\"{}\" needs a \"value\"",
-                    op.as_str()
-                )));
+                return Err(ScimError::invalid_syntax(format!("\"{}\" needs a \"value\"", op.as_str())));
             }
             PatchOpKind::Remove if path.is_none() => {
-                return Err(ScimError::no_target(
-                    "\"remove\" needs a \"path\" naming what to remove",
-                ));
+                return Err(ScimError::no_target("\"remove\" needs a \"path\" naming what to remove"));
             }
             _ => {}
         }
-        Ok(PatchOperation {
-            op,
-            path,
-            raw_path,
-            value,
-        })
+        Ok(PatchOperation { op, path, raw_path, value })
     }
 
     /// Rebuilds an operation from its stored parts: `op` text, path text, value as JSON text.
@@ -123,12 +110,13 @@ impl PatchOperation {
                 "\"op\" must be \"add\", \"replace\" or \"remove\", got \"{op}\""
             ))
         })?;
-        let value = match value_json {
-            Some(text) => Some(serde_json::from_str(text).map_err(|err| {
-                ScimError::invalid_syntax(format!("\"value\" is not valid JSON: {err}"))
-            })?),
-            None => None,
-        };
+        let value =
+            match value_json {
+                Some(text) => Some(serde_json::from_str(text).map_err(|err| {
+                    ScimError::invalid_syntax(format!("\"value\" is not valid JSON: {err}"))
+                })?),
+                None => None,
+            };
         PatchOperation::new(kind, path, value)
     }
 
@@ -184,18 +172,14 @@ pub fn parse_patch_request(body: &Value) -> ScimResult<Vec<PatchOperation>> {
         )));
     };
     if let Some(schemas) = get_ci(fields, "schemas") {
-        let is_patch_op = |uri: &Value| {
-            uri.as_str()
-                .is_some_and(|uri| uri.eq_ignore_ascii_case(PATCH_OP_SCHEMA))
-        };
+        let is_patch_op =
+            |uri: &Value| uri.as_str().is_some_and(|uri| uri.eq_ignore_ascii_case(PATCH_OP_SCHEMA));
         let ok = match schemas {
             Value::Array(uris) => uris.iter().any(is_patch_op),
             single => is_patch_op(single),
         };
         if !ok {
-            return Err(ScimError::invalid_syntax(format!(
-                "\"schemas\" must contain \"{PATCH_OP_SCHEMA}\""
-            )));
+            return Err(ScimError::invalid_syntax(format!("\"schemas\" must contain \"{PATCH_OP_SCHEMA}\"")));
         }
     }
     let operations = match get_ci(fields, "Operations") {
@@ -207,22 +191,16 @@ pub fn parse_patch_request(body: &Value) -> ScimResult<Vec<PatchOperation>> {
             )));
         }
         None => {
-            return Err(ScimError::invalid_syntax(
-                "the PATCH body has no \"Operations\" array",
-            ));
+            return Err(ScimError::invalid_syntax("the PATCH body has no \"Operations\" array"));
         }
     };
     if operations.is_empty() {
-        return Err(ScimError::invalid_value(
-            "\"Operations\" is empty; send at least one operation",
-        ));
+        return Err(ScimError::invalid_value("\"Operations\" is empty; send at least one operation"));
     }
     operations
         .iter()
         .enumerate()
-        .map(|(index, operation)| {
-            parse_operation(operation).map_err(|err| in_operation(err, index))
-        })
+        .map(|(index, operation)| parse_operation(operation).map_err(|err| in_operation(err, index)))
         .collect()
 }
 
@@ -257,18 +235,11 @@ fn parse_operation(operation: &Value) -> ScimResult<PatchOperation> {
 }
 
 fn as_invalid_path(err: ScimError) -> ScimError {
-    ScimError {
-        scim_type: Some(ScimType::InvalidPath),
-        status: 400,
-        ..err
-    }
+    ScimError { scim_type: Some(ScimType::InvalidPath), status: 400, ..err }
 }
 
 fn in_operation(err: ScimError, index: usize) -> ScimError {
-    ScimError {
-        detail: format!("Operations[{index}]: {}", err.detail),
-        ..err
-    }
+    ScimError { detail: format!("Operations[{index}]: {}", err.detail), ..err }
 }
 
 /// Applies `operations` in order to a canonical `resource` (RFC 7644 §3.5.2). All-or-nothing: on
@@ -281,34 +252,24 @@ pub fn apply_patch(
     operations: &[PatchOperation],
 ) -> ScimResult<PatchResult> {
     let Some(original) = resource.as_object() else {
-        return Err(ScimError::with_status(
-            500,
-            "the stored resource is not a JSON object",
-        ));
+        return Err(ScimError::with_status(500, "the stored resource is not a JSON object"));
     };
     let mut patcher = Patcher {
         registry,
         kind,
-        resource_id: get_ci(original, "id")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        resource_id: get_ci(original, "id").and_then(Value::as_str).map(str::to_owned),
         membership: Vec::new(),
     };
     let mut doc = original.clone();
     for (index, operation) in operations.iter().enumerate() {
-        patcher
-            .apply(&mut doc, operation)
-            .map_err(|err| in_operation(err, index))?;
+        patcher.apply(&mut doc, operation).map_err(|err| in_operation(err, index))?;
     }
     let patched = canonicalize(registry, kind, &Value::Object(doc));
     check_immutable(registry, kind, original, &patched)?;
     check_required(registry, kind, &patched).map_err(|err| {
         ScimError::invalid_value(format!("{}; PATCH cannot remove or blank it", err.detail))
     })?;
-    Ok(PatchResult {
-        resource: patched,
-        membership: patcher.membership,
-    })
+    Ok(PatchResult { resource: patched, membership: patcher.membership })
 }
 
 struct Patcher<'r> {
@@ -342,20 +303,16 @@ struct AttrTarget<'r, 'p> {
 }
 
 impl<'r> Patcher<'r> {
-    fn apply(
-        &mut self,
-        doc: &mut Map<String, Value>,
-        operation: &PatchOperation,
-    ) -> ScimResult<()> {
+    fn apply(&mut self, doc: &mut Map<String, Value>, operation: &PatchOperation) -> ScimResult<()> {
         let value = operation.value.as_ref();
         match &operation.path {
             Some(path) => {
                 let target = self.resolve_path(path)?;
                 self.apply_target(doc, operation.op, target, value, true)
             }
-            None if operation.op == PatchOpKind::Remove => Err(ScimError::no_target(
-                "\"remove\" needs a \"path\" naming what to remove",
-            )),
+            None if operation.op == PatchOpKind::Remove => {
+                Err(ScimError::no_target("\"remove\" needs a \"path\" naming what to remove"))
+            }
             None => {
                 let Some(value) = value else {
                     return Err(ScimError::invalid_syntax(format!(
@@ -403,10 +360,7 @@ impl<'r> Patcher<'r> {
         };
         let resolved = ResolvedAttr { sub, ..resolved };
         if is_group_members(self.kind, &resolved) {
-            return Ok(Target::Members {
-                filter: path.filter.as_ref(),
-                sub,
-            });
+            return Ok(Target::Members { filter: path.filter.as_ref(), sub });
         }
         if path.filter.is_some()
             && !(resolved.attr.multi_valued && resolved.attr.attr_type == AttrType::Complex)
@@ -469,17 +423,12 @@ impl<'r> Patcher<'r> {
             return Ok(());
         };
         let read_only = resolved.attr.mutability == Mutability::ReadOnly
-            || resolved
-                .sub
-                .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+            || resolved.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
         if read_only {
             return Ok(());
         }
         let target = if is_group_members(self.kind, &resolved) {
-            Target::Members {
-                filter: None,
-                sub: resolved.sub,
-            }
+            Target::Members { filter: None, sub: resolved.sub }
         } else {
             Target::Attr(AttrTarget {
                 home: resolved.home,
@@ -589,10 +538,8 @@ impl<'r> Patcher<'r> {
                 (None, None | Some(Value::Null)) => self.membership.push(MembershipChange::Clear),
                 // E3: only the listed members go, never the whole group (not even for `[]`).
                 (None, Some(listed)) => {
-                    let ids: Vec<String> = coerce_members(listed)?
-                        .into_iter()
-                        .map(|member| member.value)
-                        .collect();
+                    let ids: Vec<String> =
+                        coerce_members(listed)?.into_iter().map(|member| member.value).collect();
                     if !ids.is_empty() {
                         self.membership.push(MembershipChange::Remove(ids));
                     }
@@ -612,9 +559,7 @@ impl<'r> Patcher<'r> {
     ) -> ScimResult<()> {
         let name = target.name.as_str();
         let read_only = target.attr.mutability == Mutability::ReadOnly
-            || target
-                .sub
-                .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+            || target.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
         if read_only {
             if explicit {
                 return Err(ScimError::mutability(format!(
@@ -627,10 +572,7 @@ impl<'r> Patcher<'r> {
             (PatchOpKind::Remove, value) => value,
             (_, Some(value)) => Some(value),
             (_, None) => {
-                return Err(ScimError::invalid_syntax(format!(
-                    "\"{}\" needs a \"value\"",
-                    op.as_str()
-                )));
+                return Err(ScimError::invalid_syntax(format!("\"{}\" needs a \"value\"", op.as_str())));
             }
         };
         if target.attr.mutability == Mutability::WriteOnly {
@@ -655,10 +597,7 @@ impl<'r> Patcher<'r> {
             (None, None) => set_whole(container, op, target.attr, value, name),
             (None, Some(sub)) => set_sub_everywhere(container, op, target.attr, sub, value, name),
             (Some(filter), sub) => {
-                let ctx = EvalContext {
-                    registry: self.registry,
-                    kind: self.kind,
-                };
+                let ctx = EvalContext { registry: self.registry, kind: self.kind };
                 set_filtered(&ctx, container, op, target.attr, filter, sub, value, name)
             }
         }
@@ -669,9 +608,7 @@ impl<'r> Patcher<'r> {
 fn member_ids(filter: &Filter, ids: &mut Vec<String>) -> ScimResult<()> {
     match filter {
         Filter::Compare(path, CompareOp::Eq, CompValue::String(id))
-            if path.urn.is_none()
-                && path.sub.is_none()
-                && path.name.eq_ignore_ascii_case("value") =>
+            if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("value") =>
         {
             ids.push(id.clone());
             Ok(())
@@ -705,8 +642,7 @@ fn set_whole(
                         return Ok(());
                     };
                     if let Some(Value::Array(items)) = container.get_mut(&key) {
-                        items
-                            .retain(|item| !listed.iter().any(|gone| same_value(attr, gone, item)));
+                        items.retain(|item| !listed.iter().any(|gone| same_value(attr, gone, item)));
                     }
                 }
                 // §3.5.2.2: a single-valued attribute, or a multi-valued one without filter:
@@ -725,9 +661,7 @@ fn set_whole(
                     // §3.5.2.1: "a new value is added to the attribute" (exact duplicates are
                     // skipped so an `add` can be retried).
                     (PatchOpKind::Add, Some(Value::Array(new))) => {
-                        let entry = container
-                            .entry(key)
-                            .or_insert_with(|| Value::Array(Vec::new()));
+                        let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
                         if !entry.is_array() {
                             *entry = Value::Array(Vec::new());
                         }
@@ -816,9 +750,7 @@ fn merge_complex(
         let coerced = coerce_single(sub, sub_value, &format!("{name}.{}", sub.name))?;
         updates.push((sub.name.clone(), coerced));
     }
-    let entry = container
-        .entry(attr.name.clone())
-        .or_insert_with(|| Value::Object(Map::new()));
+    let entry = container.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -854,9 +786,7 @@ fn set_sub_everywhere(
     if attr.multi_valued {
         // No filter on a multi-valued attribute: the sub-attribute of every value. With no
         // values yet, `add`/`replace` create one.
-        let entry = container
-            .entry(key)
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
         if !entry.is_array() {
             *entry = Value::Array(Vec::new());
         }
@@ -880,9 +810,7 @@ fn set_sub_everywhere(
     if new.is_none() && !container.contains_key(&key) {
         return Ok(());
     }
-    let entry = container
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()));
+    let entry = container.entry(key).or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -912,9 +840,7 @@ fn set_filtered(
     if op == PatchOpKind::Remove && !container.contains_key(&key) {
         return Ok(());
     }
-    let entry = container
-        .entry(key)
-        .or_insert_with(|| Value::Array(Vec::new()));
+    let entry = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
     if !entry.is_array() {
         *entry = Value::Array(vec![entry.take()]);
     }
@@ -1045,11 +971,7 @@ fn element_from_filter(attr: &AttributeDef, filter: &Filter) -> Option<Map<Strin
     Some(element)
 }
 
-fn collect_eq(
-    attr: &AttributeDef,
-    filter: &Filter,
-    element: &mut Map<String, Value>,
-) -> Option<()> {
+fn collect_eq(attr: &AttributeDef, filter: &Filter, element: &mut Map<String, Value>) -> Option<()> {
     match filter {
         Filter::And(left, right) => {
             collect_eq(attr, left, element)?;
@@ -1107,11 +1029,8 @@ fn set_field(target: &mut Value, key: &str, value: Option<Value>) {
 /// RFC 7643 §2.4: at most one value is primary. When this operation made one of `touched`
 /// primary, the others lose the flag (set to `false`); two touched primaries are a 400.
 fn settle_primary(items: &mut [Value], touched: &[usize], name: &str) -> ScimResult<()> {
-    let mut primaries: Vec<usize> = touched
-        .iter()
-        .copied()
-        .filter(|&index| is_primary(&items[index]))
-        .collect();
+    let mut primaries: Vec<usize> =
+        touched.iter().copied().filter(|&index| is_primary(&items[index])).collect();
     primaries.sort_unstable();
     primaries.dedup();
     match primaries.as_slice() {
@@ -1135,12 +1054,10 @@ fn settle_primary(items: &mut [Value], touched: &[usize], name: &str) -> ScimRes
 /// sub-attribute given must match (strings case-insensitively unless `caseExact`).
 fn same_value(attr: &AttributeDef, gone: &Value, item: &Value) -> bool {
     match (gone, item) {
-        (Value::Object(gone), Value::Object(item)) if !gone.is_empty() => {
-            gone.iter().all(|(key, value)| {
-                let case_exact = attr.sub_attribute(key).is_some_and(|sub| sub.case_exact);
-                get_ci(item, key).is_some_and(|have| equal_values(case_exact, value, have))
-            })
-        }
+        (Value::Object(gone), Value::Object(item)) if !gone.is_empty() => gone.iter().all(|(key, value)| {
+            let case_exact = attr.sub_attribute(key).is_some_and(|sub| sub.case_exact);
+            get_ci(item, key).is_some_and(|have| equal_values(case_exact, value, have))
+        }),
         (gone, item) => equal_values(attr.case_exact, gone, item),
     }
 }
@@ -1172,13 +1089,8 @@ fn check_immutable(
 ) -> ScimResult<()> {
     let empty = Map::new();
     let after = after.as_object().unwrap_or(&empty);
-    let check = |attributes: &[AttributeDef],
-                 before: &Map<String, Value>,
-                 after: &Map<String, Value>| {
-        for attr in attributes
-            .iter()
-            .filter(|attr| attr.mutability == Mutability::Immutable)
-        {
+    let check = |attributes: &[AttributeDef], before: &Map<String, Value>, after: &Map<String, Value>| {
+        for attr in attributes.iter().filter(|attr| attr.mutability == Mutability::Immutable) {
             let Some(old) = get_ci(before, &attr.name).filter(|old| !old.is_null()) else {
                 continue;
             };
@@ -1238,33 +1150,23 @@ mod tests {
 
     #[test]
     fn request_shape_errors() {
-        let err =
-            parse_patch_request(&json!({"schemas": ["urn:x"], "Operations": []})).unwrap_err();
+        let err = parse_patch_request(&json!({"schemas": ["urn:x"], "Operations": []})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidSyntax));
         let err = parse_patch_request(&json!({"Operations": []})).unwrap_err();
-        assert_eq!(
-            err.detail,
-            "\"Operations\" is empty; send at least one operation"
-        );
+        assert_eq!(err.detail, "\"Operations\" is empty; send at least one operation");
         let err = parse_patch_request(&json!({"operations": [{"op": "remove"}]})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
         assert!(err.detail.starts_with("Operations[0]: "));
-        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "path": "title"}]}))
-            .unwrap_err();
+        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "path": "title"}]})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidSyntax));
-        let err = parse_patch_request(&json!({"Operations": [{"op": "merge", "value": {}}]}))
-            .unwrap_err();
+        let err = parse_patch_request(&json!({"Operations": [{"op": "merge", "value": {}}]})).unwrap_err();
         assert_eq!(
             err.detail,
             "Operations[0]: \"op\" must be \"add\", \"replace\" or \"remove\", got \"merge\""
         );
-        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "value": {}}, 7]}))
-            .unwrap_err();
+        let err = parse_patch_request(&json!({"Operations": [{"op": "add", "value": {}}, 7]})).unwrap_err();
         assert!(err.detail.starts_with("Operations[1]: "));
-        assert_eq!(
-            parse_patch_request(&json!("x")).unwrap_err().scim_type,
-            Some(ScimType::InvalidSyntax)
-        );
+        assert_eq!(parse_patch_request(&json!("x")).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
     }
 
     #[test]
@@ -1291,19 +1193,18 @@ mod tests {
 
     #[test]
     fn complex_replace_merges_sub_attributes() {
-        let out = patch_user(json!([{"op": "replace", "path": "name", "value": {"givenName": "Babs", "middleName": null}}])).unwrap();
-        assert_eq!(
-            out["name"],
-            json!({"familyName": "Jensen", "givenName": "Babs"})
-        );
-        let out =
-            patch_user(json!([{"op": "add", "path": "NAME.middleName", "value": "J"}])).unwrap();
+        let out = patch_user(
+            json!([{"op": "replace", "path": "name", "value": {"givenName": "Babs", "middleName": null}}]),
+        )
+        .unwrap();
+        assert_eq!(out["name"], json!({"familyName": "Jensen", "givenName": "Babs"}));
+        let out = patch_user(json!([{"op": "add", "path": "NAME.middleName", "value": "J"}])).unwrap();
         assert_eq!(out["name"]["middleName"], "J");
-        let out = patch_user(json!([{"op": "remove", "path": "name.givenName"}, {"op": "remove", "path": "name.familyName"}])).unwrap();
-        assert!(
-            out.get("name").is_none(),
-            "an emptied complex attribute disappears"
-        );
+        let out = patch_user(
+            json!([{"op": "remove", "path": "name.givenName"}, {"op": "remove", "path": "name.familyName"}]),
+        )
+        .unwrap();
+        assert!(out.get("name").is_none(), "an emptied complex attribute disappears");
     }
 
     #[test]
@@ -1320,19 +1221,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
         let out = patch_user(json!([{"op": "add", "path": "emails", "value": [{"value": "b@x.org", "type": "work", "primary": true}]}])).unwrap();
-        assert_eq!(
-            out["emails"],
-            user()["emails"],
-            "exact duplicates are skipped"
-        );
+        assert_eq!(out["emails"], user()["emails"], "exact duplicates are skipped");
         let out = patch_user(json!([{"op": "replace", "path": "emails", "value": []}])).unwrap();
         assert!(out.get("emails").is_none());
     }
 
     #[test]
     fn remove_with_value_removes_only_listed_values() {
-        let resource =
-            json!({"id": "u1", "userName": "a", "roles": [{"value": "admin"}, {"value": "dev"}]});
+        let resource = json!({"id": "u1", "userName": "a", "roles": [{"value": "admin"}, {"value": "dev"}]});
         let out = patch(
             &resource,
             ResourceKind::User,
@@ -1352,16 +1248,16 @@ mod tests {
         );
         let err = patch_user(json!([{"op": "replace", "path": "id", "value": "u2"}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
-        assert_eq!(
-            err.detail,
-            "Operations[0]: attribute \"id\" is readOnly and cannot be modified"
-        );
-        let err = patch_user(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]))
-            .unwrap_err();
+        assert_eq!(err.detail, "Operations[0]: attribute \"id\" is readOnly and cannot be modified");
+        let err =
+            patch_user(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
         let err = patch_user(json!([{"op": "replace", "value": {"id": "other"}}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::Mutability));
-        let out = patch_user(json!([{"op": "replace", "value": {"id": "u1", "meta": {}, "groups": [], "schemas": []}}])).unwrap();
+        let out = patch_user(
+            json!([{"op": "replace", "value": {"id": "u1", "meta": {}, "groups": [], "schemas": []}}]),
+        )
+        .unwrap();
         assert_eq!(out, user());
     }
 
@@ -1385,27 +1281,25 @@ mod tests {
 
     #[test]
     fn filtered_replace_without_match_is_no_target_unless_creatable() {
-        let err = patch_user(json!([{"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}])).unwrap_err();
-        assert_eq!(err.scim_type, Some(ScimType::NoTarget));
         let err = patch_user(
-            json!([{"op": "replace", "path": "emails[value co \"zzz\"].type", "value": "home"}]),
+            json!([{"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}]),
         )
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::NoTarget));
-        let out = patch_user(
-            json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}]),
-        )
-        .unwrap();
-        assert_eq!(out["emails"][1], json!({"value": "h@x", "type": "home"}));
-        let out =
-            patch_user(json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
-        assert_eq!(out, user(), "remove matching nothing is not an error");
         let err =
-            patch_user(json!([{"op": "replace", "path": "name[givenName eq \"x\"]", "value": {}}]))
+            patch_user(json!([{"op": "replace", "path": "emails[value co \"zzz\"].type", "value": "home"}]))
                 .unwrap_err();
-        assert_eq!(err.scim_type, Some(ScimType::InvalidPath));
-        let err = patch_user(json!([{"op": "replace", "path": "emails[type eq", "value": {}}]))
+        assert_eq!(err.scim_type, Some(ScimType::NoTarget));
+        let out =
+            patch_user(json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"value": "h@x"}}]))
+                .unwrap();
+        assert_eq!(out["emails"][1], json!({"value": "h@x", "type": "home"}));
+        let out = patch_user(json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
+        assert_eq!(out, user(), "remove matching nothing is not an error");
+        let err = patch_user(json!([{"op": "replace", "path": "name[givenName eq \"x\"]", "value": {}}]))
             .unwrap_err();
+        assert_eq!(err.scim_type, Some(ScimType::InvalidPath));
+        let err = patch_user(json!([{"op": "replace", "path": "emails[type eq", "value": {}}])).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidPath));
     }
 
@@ -1413,10 +1307,7 @@ mod tests {
     fn manager_value_change_drops_the_old_reference_details() {
         let resource = json!({"id": "u1", "userName": "a", ENTERPRISE_USER_SCHEMA: {"manager": {"value": "m1", "$ref": "../Users/m1", "displayName": "Old"}}});
         let out = patch(&resource, ResourceKind::User, json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m2"}])).unwrap();
-        assert_eq!(
-            out.resource[ENTERPRISE_USER_SCHEMA],
-            json!({"manager": {"value": "m2"}})
-        );
+        assert_eq!(out.resource[ENTERPRISE_USER_SCHEMA], json!({"manager": {"value": "m2"}}));
         let out = patch(&resource, ResourceKind::User, json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": {"value": "m1", "$ref": "x"}}])).unwrap();
         assert_eq!(
             out.resource[ENTERPRISE_USER_SCHEMA],
@@ -1469,16 +1360,13 @@ mod tests {
             apply_patch(&registry, ResourceKind::User, resource, &operations)
         };
         let path = "urn:example:ext:1.0:User:badge";
-        let set = run(&user(), json!({"op": "add", "path": path, "value": "7"}))
-            .unwrap()
-            .resource;
+        let set = run(&user(), json!({"op": "add", "path": path, "value": "7"})).unwrap().resource;
         assert_eq!(set["urn:example:ext:1.0:User"], json!({"badge": "7"}));
         let same = run(&set, json!({"op": "replace", "path": path, "value": "7"})).unwrap();
         assert_eq!(same.resource, set);
-        for operation in [
-            json!({"op": "replace", "path": path, "value": "8"}),
-            json!({"op": "remove", "path": path}),
-        ] {
+        for operation in
+            [json!({"op": "replace", "path": path, "value": "8"}), json!({"op": "remove", "path": path})]
+        {
             let err = run(&set, operation).unwrap_err();
             assert_eq!(err.scim_type, Some(ScimType::Mutability));
             assert_eq!(
@@ -1491,23 +1379,14 @@ mod tests {
     #[test]
     fn whole_extension_paths() {
         let out = patch_user(json!([{"op": "add", "path": ENTERPRISE_USER_SCHEMA, "value": {"department": "R&D", "Manager": "m1"}}])).unwrap();
-        assert_eq!(
-            out[ENTERPRISE_USER_SCHEMA],
-            json!({"department": "R&D", "manager": {"value": "m1"}})
-        );
+        assert_eq!(out[ENTERPRISE_USER_SCHEMA], json!({"department": "R&D", "manager": {"value": "m1"}}));
         assert_eq!(
             out["schemas"],
-            json!([
-                "urn:ietf:params:scim:schemas:core:2.0:User",
-                ENTERPRISE_USER_SCHEMA
-            ])
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER_SCHEMA])
         );
-        let result = patch(
-            &out,
-            ResourceKind::User,
-            json!([{"op": "remove", "path": ENTERPRISE_USER_SCHEMA}]),
-        )
-        .unwrap();
+        let result =
+            patch(&out, ResourceKind::User, json!([{"op": "remove", "path": ENTERPRISE_USER_SCHEMA}]))
+                .unwrap();
         assert_eq!(result.resource, user());
     }
 }
@@ -1538,11 +1417,16 @@ mod properties {
             proptest::option::of(prop_oneof![Just(json!(true)), Just(json!("False")), Just(json!(false))]),
             proptest::collection::vec(("[a-z]{1,4}@x", email_type(), any::<bool>()), 0..3),
             proptest::option::of("[A-Za-z&]{0,5}"),
-            proptest::option::of(prop_oneof![Just(json!("m1")), Just(json!([{"value": "m2"}])), Just(json!({"value": ""}))]),
+            proptest::option::of(prop_oneof![
+                Just(json!("m1")),
+                Just(json!([{"value": "m2"}])),
+                Just(json!({"value": ""}))
+            ]),
             proptest::option::of("[A-Za-z]{0,5}"),
         )
             .prop_map(|(user_name, given, family, active, emails, department, manager, title)| {
-                let mut body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "UserName": user_name});
+                let mut body =
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "UserName": user_name});
                 if given.is_some() || family.is_some() {
                     body["name"] = json!({"givenName": given, "familyName": family});
                 }
@@ -1566,8 +1450,7 @@ mod properties {
     }
 
     fn stored(body: &Value) -> Value {
-        let mut user =
-            normalize_resource(&SchemaRegistry::standard(), ResourceKind::User, body).unwrap();
+        let mut user = normalize_resource(&SchemaRegistry::standard(), ResourceKind::User, body).unwrap();
         user["id"] = json!("u1");
         user["meta"] = json!({"resourceType": "User", "version": "W/\"1\""});
         user
@@ -1649,8 +1532,7 @@ mod properties {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             prop_oneof![
                 Just("add".to_owned()),
                 Just("Remove".to_owned()),

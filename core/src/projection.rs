@@ -61,16 +61,10 @@ impl Projection {
         registry: &SchemaRegistry,
         kind: ResourceKind,
     ) -> ScimResult<Projection> {
-        let attributes = attributes
-            .filter(|text| !text.trim().is_empty())
-            .map(|text| parse_list(text, registry, kind));
-        let excluded = excluded_attributes
-            .map(|text| parse_list(text, registry, kind))
-            .unwrap_or_default();
-        Ok(Projection {
-            attributes,
-            excluded,
-        })
+        let attributes =
+            attributes.filter(|text| !text.trim().is_empty()).map(|text| parse_list(text, registry, kind));
+        let excluded = excluded_attributes.map(|text| parse_list(text, registry, kind)).unwrap_or_default();
+        Ok(Projection { attributes, excluded })
     }
 
     /// Applies the projection to a canonical resource (which may also carry rendered `members`
@@ -82,10 +76,7 @@ impl Projection {
         let mut out = Map::new();
         let mut kept_extensions: Vec<&str> = Vec::new();
         for (key, value) in fields {
-            if ["schemas", "id", "meta"]
-                .iter()
-                .any(|name| key.eq_ignore_ascii_case(name))
-            {
+            if ["schemas", "id", "meta"].iter().any(|name| key.eq_ignore_ascii_case(name)) {
                 out.insert(key.clone(), value.clone());
             } else if let Some(id) = registry.extension_id(kind, key) {
                 if let Some(rendered) = self.render_extension(registry, id, value) {
@@ -101,10 +92,7 @@ impl Projection {
                 out.insert(key.clone(), value.clone());
             }
         }
-        let schemas_key = out
-            .keys()
-            .find(|key| key.eq_ignore_ascii_case("schemas"))
-            .cloned();
+        let schemas_key = out.keys().find(|key| key.eq_ignore_ascii_case("schemas")).cloned();
         if let Some(Value::Array(schemas)) = schemas_key.and_then(|key| out.get_mut(&key)) {
             schemas.retain(|schema| match schema.as_str() {
                 Some(uri) => match registry.extension_id(kind, uri) {
@@ -122,19 +110,13 @@ impl Projection {
     /// when they are excluded (E11). Unknown attributes: `false`.
     pub fn includes(&self, registry: &SchemaRegistry, kind: ResourceKind, attribute: &str) -> bool {
         let attribute = attribute.trim();
-        if ["schemas", "meta"]
-            .iter()
-            .any(|name| attribute.eq_ignore_ascii_case(name))
-        {
+        if ["schemas", "meta"].iter().any(|name| attribute.eq_ignore_ascii_case(name)) {
             return true;
         }
         if let Some(id) = registry.extension_id(kind, attribute) {
             return registry.schema(id).is_some_and(|schema| {
                 !self.excludes_extension(id)
-                    && schema
-                        .attributes
-                        .iter()
-                        .any(|attr| !matches!(self.mode(Some(id), attr), Mode::Omit))
+                    && schema.attributes.iter().any(|attr| !matches!(self.mode(Some(id), attr), Mode::Omit))
             });
         }
         let Some(resolved) = registry.resolve(kind, attribute) else {
@@ -147,18 +129,11 @@ impl Projection {
         match (self.mode(extension, resolved.attr), resolved.sub) {
             (Mode::Omit, _) => false,
             (Mode::Keep { .. }, None) => true,
-            (Mode::Keep { include, exclude }, Some(sub)) => {
-                sub_kept(sub, include.as_deref(), &exclude)
-            }
+            (Mode::Keep { include, exclude }, Some(sub)) => sub_kept(sub, include.as_deref(), &exclude),
         }
     }
 
-    fn render_extension(
-        &self,
-        registry: &SchemaRegistry,
-        id: &str,
-        value: &Value,
-    ) -> Option<Value> {
+    fn render_extension(&self, registry: &SchemaRegistry, id: &str, value: &Value) -> Option<Value> {
         let schema = registry.schema(id)?;
         let fields = value.as_object()?;
         if self.excludes_extension(id) {
@@ -168,9 +143,7 @@ impl Projection {
         for (key, attr_value) in fields {
             match schema.attribute(key) {
                 Some(attr) => {
-                    if let Some(rendered) =
-                        render_attribute(self.mode(Some(id), attr), attr, attr_value)
-                    {
+                    if let Some(rendered) = render_attribute(self.mode(Some(id), attr), attr, attr_value) {
                         out.insert(key.clone(), rendered);
                     }
                 }
@@ -185,38 +158,25 @@ impl Projection {
 
     fn excludes_extension(&self, id: &str) -> bool {
         self.excluded.iter().any(|sel| {
-            sel.attr.is_none()
-                && sel
-                    .extension
-                    .as_deref()
-                    .is_some_and(|ext| ext.eq_ignore_ascii_case(id))
+            sel.attr.is_none() && sel.extension.as_deref().is_some_and(|ext| ext.eq_ignore_ascii_case(id))
         })
     }
 
     /// Combines `returned` with both parameters for one attribute living in `extension`.
     fn mode(&self, extension: Option<&str>, attr: &AttributeDef) -> Mode {
-        let returned = if attr.name == "meta" && extension.is_none() {
-            Returned::Always
-        } else {
-            attr.returned
-        };
+        let returned =
+            if attr.name == "meta" && extension.is_none() { Returned::Always } else { attr.returned };
         let same_home = |sel: &&Selector| match (&sel.extension, extension) {
             (None, None) => true,
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             _ => false,
         };
-        let names_attr = |sel: &&Selector| {
-            sel.attr
-                .as_deref()
-                .is_some_and(|name| name.eq_ignore_ascii_case(&attr.name))
-        };
+        let names_attr =
+            |sel: &&Selector| sel.attr.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(&attr.name));
         let include = match returned {
             Returned::Never => return Mode::Omit,
             Returned::Always => {
-                return Mode::Keep {
-                    include: None,
-                    exclude: Vec::new(),
-                };
+                return Mode::Keep { include: None, exclude: Vec::new() };
             }
             Returned::Default | Returned::Request => match &self.attributes {
                 None if returned == Returned::Request => return Mode::Omit,
@@ -258,17 +218,9 @@ impl Projection {
 
 fn parse_list(text: &str, registry: &SchemaRegistry, kind: ResourceKind) -> Vec<Selector> {
     let mut selectors = Vec::new();
-    for entry in text
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-    {
+    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
         if let Some(id) = registry.extension_id(kind, entry) {
-            selectors.push(Selector {
-                extension: Some(id.to_owned()),
-                attr: None,
-                sub: None,
-            });
+            selectors.push(Selector { extension: Some(id.to_owned()), attr: None, sub: None });
         } else if let Some(resolved) = registry.resolve(kind, entry) {
             let extension = match resolved.home {
                 AttrHome::Core => None,
@@ -349,8 +301,7 @@ mod tests {
 
     fn render(attributes: Option<&str>, excluded: Option<&str>) -> Value {
         let registry = SchemaRegistry::standard();
-        let projection =
-            Projection::parse(attributes, excluded, &registry, ResourceKind::User).unwrap();
+        let projection = Projection::parse(attributes, excluded, &registry, ResourceKind::User).unwrap();
         projection.render(&registry, ResourceKind::User, &user())
     }
 
@@ -377,26 +328,15 @@ mod tests {
             render(Some("emails.value"), None)["emails"],
             json!([{"value": "b@x.org"}, {"value": "h@x.org"}])
         );
-        let out = render(
-            Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"),
-            None,
-        );
-        assert_eq!(
-            out[ENTERPRISE_USER_SCHEMA],
-            json!({"manager": {"value": "m1"}})
-        );
+        let out =
+            render(Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"), None);
+        assert_eq!(out[ENTERPRISE_USER_SCHEMA], json!({"manager": {"value": "m1"}}));
         assert_eq!(
             out["schemas"],
-            json!([
-                "urn:ietf:params:scim:schemas:core:2.0:User",
-                ENTERPRISE_USER_SCHEMA
-            ])
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER_SCHEMA])
         );
         assert!(render(Some("password"), None).get("password").is_none());
-        assert_eq!(
-            render(Some(ENTERPRISE_USER_SCHEMA), None)[ENTERPRISE_USER_SCHEMA]["department"],
-            "R&D"
-        );
+        assert_eq!(render(Some(ENTERPRISE_USER_SCHEMA), None)[ENTERPRISE_USER_SCHEMA]["department"], "R&D");
     }
 
     #[test]
@@ -412,23 +352,19 @@ mod tests {
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
             ),
         );
-        assert!(
-            out.get(ENTERPRISE_USER_SCHEMA).is_none(),
-            "an emptied extension object is dropped"
-        );
-        assert_eq!(
-            out["schemas"],
-            json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
-        );
+        assert!(out.get(ENTERPRISE_USER_SCHEMA).is_none(), "an emptied extension object is dropped");
+        assert_eq!(out["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
     }
 
     #[test]
     fn includes_tells_whether_members_or_groups_need_fetching() {
         let registry = SchemaRegistry::standard();
         let group = |a: Option<&str>, e: Option<&str>| {
-            Projection::parse(a, e, &registry, ResourceKind::Group)
-                .unwrap()
-                .includes(&registry, ResourceKind::Group, "members")
+            Projection::parse(a, e, &registry, ResourceKind::Group).unwrap().includes(
+                &registry,
+                ResourceKind::Group,
+                "members",
+            )
         };
         assert!(group(None, None));
         assert!(!group(None, Some("members")));

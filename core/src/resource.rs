@@ -49,11 +49,7 @@ pub struct MemberRef {
 
 impl MemberRef {
     pub fn new(value: impl Into<String>) -> Self {
-        MemberRef {
-            value: value.into(),
-            display: None,
-            member_type: None,
-        }
+        MemberRef { value: value.into(), display: None, member_type: None }
     }
 
     /// The canonical JSON of one `members` element: `{"value", "display"?, "type"?}`.
@@ -73,11 +69,7 @@ impl MemberRef {
 /// Turns a POST or PUT body into canonical resource JSON (see the module docs for every rule).
 /// The result has no `id` and no `meta`: the fold assigns those. Group `members` are kept, in
 /// canonical form, for [`split_members`].
-pub fn normalize_resource(
-    registry: &SchemaRegistry,
-    kind: ResourceKind,
-    body: &Value,
-) -> ScimResult<Value> {
+pub fn normalize_resource(registry: &SchemaRegistry, kind: ResourceKind, body: &Value) -> ScimResult<Value> {
     let Some(fields) = body.as_object() else {
         return Err(ScimError::invalid_syntax(format!(
             "a {} must be a JSON object, got {}",
@@ -171,19 +163,13 @@ fn keep_immutable(
     let Some(after) = after.as_object_mut() else {
         return Ok(());
     };
-    let core = registry
-        .core_schema(kind)
-        .attributes
-        .iter()
-        .chain(registry.common_attributes());
+    let core = registry.core_schema(kind).attributes.iter().chain(registry.common_attributes());
     keep_immutable_in(core, before, after)?;
     for (schema, _) in registry.extensions(kind) {
         let Some(Value::Object(before_ext)) = get_ci(before, &schema.id) else {
             continue;
         };
-        let after_ext = after
-            .entry(schema.id.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let after_ext = after.entry(schema.id.clone()).or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(after_ext) = after_ext {
             keep_immutable_in(schema.attributes.iter(), before_ext, after_ext)?;
         }
@@ -282,9 +268,7 @@ fn put_resolved(
 ) -> ScimResult<()> {
     let attr = resolved.attr;
     let read_only = attr.mutability == Mutability::ReadOnly
-        || resolved
-            .sub
-            .is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
+        || resolved.sub.is_some_and(|sub| sub.mutability == Mutability::ReadOnly);
     if read_only {
         return Ok(());
     }
@@ -305,9 +289,7 @@ fn put_resolved(
         }
         let members = coerce_members(value)?;
         if !members.is_empty() {
-            let list = slot
-                .entry(MEMBERS.to_owned())
-                .or_insert_with(|| Value::Array(Vec::new()));
+            let list = slot.entry(MEMBERS.to_owned()).or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(list) = list {
                 list.extend(members.iter().map(MemberRef::to_json));
             }
@@ -340,9 +322,7 @@ fn put_resolved(
             let Some(coerced) = coerce_single(sub, value, &name)? else {
                 return Ok(());
             };
-            let entry = slot
-                .entry(attr.name.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = slot.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -363,9 +343,7 @@ pub(crate) fn container_mut<'a>(
         AttrHome::Core => doc,
         AttrHome::Extension(id) => {
             canonical_key(doc, id);
-            let entry = doc
-                .entry(id.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = doc.entry(id.to_owned()).or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -387,18 +365,12 @@ pub(crate) fn is_group_members(kind: ResourceKind, resolved: &ResolvedAttr<'_>) 
 /// reference to another resource. It accepts a plain string id and an array of exactly one
 /// object (E15), and without a non-empty `value` it means "no reference".
 pub(crate) fn is_reference_like(attr: &AttributeDef) -> bool {
-    !attr.multi_valued
-        && attr.attr_type == AttrType::Complex
-        && attr.sub_attribute("value").is_some()
+    !attr.multi_valued && attr.attr_type == AttrType::Complex && attr.sub_attribute("value").is_some()
 }
 
 /// Validates and coerces the value of a whole attribute (multi-valued or not). `Ok(None)` means
 /// the value is "unset" (null, empty array, empty object, a reference without id).
-pub(crate) fn coerce_attribute(
-    attr: &AttributeDef,
-    value: &Value,
-    name: &str,
-) -> ScimResult<Option<Value>> {
+pub(crate) fn coerce_attribute(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<Option<Value>> {
     if value.is_null() {
         return Ok(None);
     }
@@ -438,11 +410,7 @@ pub(crate) fn coerce_attribute(
 }
 
 /// Validates and coerces one value of `attr` (one element, for a multi-valued attribute).
-pub(crate) fn coerce_single(
-    attr: &AttributeDef,
-    value: &Value,
-    name: &str,
-) -> ScimResult<Option<Value>> {
+pub(crate) fn coerce_single(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<Option<Value>> {
     if value.is_null() {
         return Ok(None);
     }
@@ -458,13 +426,9 @@ pub(crate) fn coerce_single(
         (AttrType::Boolean, Value::String(text)) if text.eq_ignore_ascii_case("false") => {
             Ok(Some(Value::Bool(false)))
         }
-        (AttrType::Integer, Value::Number(number)) if number.is_i64() || number.is_u64() => {
-            ok(value)
-        }
+        (AttrType::Integer, Value::Number(number)) if number.is_i64() || number.is_u64() => ok(value),
         (AttrType::Decimal, Value::Number(_)) => ok(value),
-        (AttrType::DateTime, Value::String(text))
-            if chrono::DateTime::parse_from_rfc3339(text).is_ok() =>
-        {
+        (AttrType::DateTime, Value::String(text)) if chrono::DateTime::parse_from_rfc3339(text).is_ok() => {
             ok(value)
         }
         (AttrType::Binary, Value::String(text)) if is_base64(text) => ok(value),
@@ -499,11 +463,7 @@ fn coerce_complex(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<
             fields
         }
         other => {
-            let subs: Vec<&str> = attr
-                .sub_attributes
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
+            let subs: Vec<&str> = attr.sub_attributes.iter().map(|s| s.name.as_str()).collect();
             return Err(ScimError::invalid_value(format!(
                 "attribute \"{name}\" must be an object with sub-attributes {}, got {}",
                 subs.join(", "),
@@ -544,9 +504,7 @@ fn coerce_complex(attr: &AttributeDef, value: &Value, name: &str) -> ScimResult<
 }
 
 fn has_reference_value(fields: &Map<String, Value>) -> bool {
-    get_ci(fields, "value")
-        .and_then(Value::as_str)
-        .is_some_and(|id| !id.is_empty())
+    get_ci(fields, "value").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
 }
 
 /// Group `members`: an array (or a single element) of `{"value": id, "display"?, "type"?,
@@ -607,31 +565,16 @@ pub(crate) fn coerce_members(value: &Value) -> ScimResult<Vec<MemberRef>> {
                 )));
             }
         };
-        members.push(MemberRef {
-            value,
-            display,
-            member_type,
-        });
+        members.push(MemberRef { value, display, member_type });
     }
     Ok(members)
 }
 
 fn member_from_canonical(element: &Value) -> Option<MemberRef> {
     let fields = element.as_object()?;
-    let value = get_ci(fields, "value")?
-        .as_str()
-        .filter(|id| !id.is_empty())?
-        .to_owned();
-    let text = |key: &str| {
-        get_ci(fields, key)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    Some(MemberRef {
-        value,
-        display: text("display"),
-        member_type: text("type"),
-    })
+    let value = get_ci(fields, "value")?.as_str().filter(|id| !id.is_empty())?.to_owned();
+    let text = |key: &str| get_ci(fields, key).and_then(Value::as_str).map(str::to_owned);
+    Some(MemberRef { value, display: text("display"), member_type: text("type") })
 }
 
 /// Rebuilds `doc` in canonical form: `schemas` from the extensions present, then `id`,
@@ -648,11 +591,7 @@ pub(crate) fn canonicalize(registry: &SchemaRegistry, kind: ResourceKind, doc: &
     let common = registry.common_attributes();
     let core = registry.core_schema(kind);
     let mut known: Vec<&str> = vec!["schemas"];
-    for attr in common
-        .iter()
-        .filter(|attr| attr.name != "meta")
-        .chain(&core.attributes)
-    {
+    for attr in common.iter().filter(|attr| attr.name != "meta").chain(&core.attributes) {
         known.push(&attr.name);
         if let Some(value) = get_ci(fields, &attr.name).and_then(|value| tidy_value(attr, value)) {
             out.insert(attr.name.clone(), value);
@@ -692,10 +631,7 @@ fn tidy_value(attr: &AttributeDef, value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Array(items) if attr.multi_valued => {
-            let items: Vec<Value> = items
-                .iter()
-                .filter_map(|item| tidy_single(attr, item))
-                .collect();
+            let items: Vec<Value> = items.iter().filter_map(|item| tidy_single(attr, item)).collect();
             (!items.is_empty()).then_some(Value::Array(items))
         }
         Value::Array(items) if items.is_empty() => None,
@@ -724,11 +660,7 @@ fn tidy_single(attr: &AttributeDef, value: &Value) -> Option<Value> {
 
 /// Required attributes (`userName`, Group `displayName`, and those of extensions that are
 /// present or required) must be present and not blank: 400 `invalidValue` otherwise.
-pub(crate) fn check_required(
-    registry: &SchemaRegistry,
-    kind: ResourceKind,
-    doc: &Value,
-) -> ScimResult<()> {
+pub(crate) fn check_required(registry: &SchemaRegistry, kind: ResourceKind, doc: &Value) -> ScimResult<()> {
     let empty = Map::new();
     let fields = doc.as_object().unwrap_or(&empty);
     let missing = |attributes: &[AttributeDef], fields: &Map<String, Value>| {
@@ -774,12 +706,9 @@ pub(crate) fn is_primary(element: &Value) -> bool {
 
 /// Looks `key` up exactly, then case-insensitively (RFC 7643 §2.1: names are case-insensitive).
 pub(crate) fn get_ci<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    fields.get(key).or_else(|| {
-        fields
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(key))
-            .map(|(_, value)| value)
-    })
+    fields
+        .get(key)
+        .or_else(|| fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| value))
 }
 
 /// Renames a key spelled differently (case-insensitively equal) to its canonical `name`.
@@ -797,10 +726,7 @@ pub(crate) fn find_key(fields: &Map<String, Value>, key: &str) -> Option<String>
     if fields.contains_key(key) {
         return Some(key.to_owned());
     }
-    fields
-        .keys()
-        .find(|name| name.eq_ignore_ascii_case(key))
-        .cloned()
+    fields.keys().find(|name| name.eq_ignore_ascii_case(key)).cloned()
 }
 
 /// A short rendering of a client value for error messages: the JSON text of scalars (truncated),
@@ -824,23 +750,14 @@ pub(crate) fn describe(value: &Value) -> String {
 /// RFC 4648 §4 base64 (standard alphabet, padding optional); line breaks are tolerated because
 /// certificates are often sent PEM-wrapped.
 fn is_base64(text: &str) -> bool {
-    let body: Vec<u8> = text
-        .bytes()
-        .filter(|byte| !matches!(byte, b'\r' | b'\n'))
-        .collect();
+    let body: Vec<u8> = text.bytes().filter(|byte| !matches!(byte, b'\r' | b'\n')).collect();
     let padding = body.iter().rev().take_while(|&&byte| byte == b'=').count();
     if padding > 2 {
         return false;
     }
     let data = &body[..body.len() - padding];
-    let alphabet_ok = data
-        .iter()
-        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'));
-    let length_ok = if padding > 0 {
-        body.len().is_multiple_of(4)
-    } else {
-        data.len() % 4 != 1
-    };
+    let alphabet_ok = data.iter().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'));
+    let length_ok = if padding > 0 { body.len().is_multiple_of(4) } else { data.len() % 4 != 1 };
     alphabet_ok && length_ok
 }
 
@@ -881,24 +798,13 @@ mod tests {
     fn type_errors_name_the_attribute_and_the_value() {
         let err = user(json!({"userName": "a", "active": "yes"})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert_eq!(
-            err.detail,
-            "attribute \"active\" must be a boolean (true or false), got \"yes\""
-        );
+        assert_eq!(err.detail, "attribute \"active\" must be a boolean (true or false), got \"yes\"");
         let err = user(json!({"userName": 5})).unwrap_err();
         assert_eq!(err.detail, "attribute \"userName\" must be a string, got 5");
         let err = user(json!({"userName": "a", "name": "Barbara"})).unwrap_err();
-        assert!(
-            err.detail
-                .starts_with("attribute \"name\" must be an object"),
-            "{}",
-            err.detail
-        );
+        assert!(err.detail.starts_with("attribute \"name\" must be an object"), "{}", err.detail);
         let err = user(json!({"userName": "a", "emails": [{"value": 1}]})).unwrap_err();
-        assert_eq!(
-            err.detail,
-            "attribute \"emails.value\" must be a string, got 1"
-        );
+        assert_eq!(err.detail, "attribute \"emails.value\" must be a string, got 1");
     }
 
     #[test]
@@ -922,25 +828,16 @@ mod tests {
             {"value": "a@x", "primary": true}, {"value": "b@x", "primary": "true"}]}))
         .unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert!(
-            err.detail
-                .contains("more than one value with \"primary\": true")
-        );
+        assert!(err.detail.contains("more than one value with \"primary\": true"));
     }
 
     #[test]
     fn required_attributes_must_be_present_and_not_blank() {
         let err = user(json!({"name": {"givenName": "x"}})).unwrap_err();
-        assert_eq!(
-            err.detail,
-            "attribute \"userName\" is required for a User and must not be empty"
-        );
+        assert_eq!(err.detail, "attribute \"userName\" is required for a User and must not be empty");
         assert!(user(json!({"userName": "  "})).is_err());
         let err = group(json!({"members": []})).unwrap_err();
-        assert_eq!(
-            err.detail,
-            "attribute \"displayName\" is required for a Group and must not be empty"
-        );
+        assert_eq!(err.detail, "attribute \"displayName\" is required for a Group and must not be empty");
     }
 
     #[test]
@@ -969,10 +866,7 @@ mod tests {
                 .map(|u| u.get(ENTERPRISE_USER_SCHEMA).cloned())
         };
         let expected = Some(json!({"manager": {"value": "m1"}}));
-        assert_eq!(
-            manager(json!({"value": "m1", "displayName": "Boss"})).unwrap(),
-            expected
-        );
+        assert_eq!(manager(json!({"value": "m1", "displayName": "Boss"})).unwrap(), expected);
         assert_eq!(manager(json!([{"value": "m1"}])).unwrap(), expected);
         assert_eq!(manager(json!("m1")).unwrap(), expected);
         assert_eq!(manager(json!({"value": ""})).unwrap(), None);
@@ -986,10 +880,7 @@ mod tests {
         let out = user(json!({"userName": "a", "password": "s3cret"})).unwrap();
         assert!(out.get("password").is_none());
         let err = user(json!({"userName": "a", "password": 12})).unwrap_err();
-        assert_eq!(
-            err.detail,
-            "attribute \"password\" must be a string, got 12"
-        );
+        assert_eq!(err.detail, "attribute \"password\" must be a string, got 12");
     }
 
     #[test]
@@ -1017,10 +908,7 @@ mod tests {
         assert_eq!(members[0].member_type.as_deref(), Some("User"));
         let err = group(json!({"displayName": "G", "members": [{"display": "x"}]})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
-        assert!(
-            err.detail
-                .starts_with("members[0] needs a non-empty string \"value\"")
-        );
+        assert!(err.detail.starts_with("members[0] needs a non-empty string \"value\""));
         let err = group(json!({"displayName": "G", "members": [{"value": "x", "type": "Robot"}]}));
         assert!(err.is_err());
     }
@@ -1058,8 +946,7 @@ mod tests {
             },
             false,
         );
-        let current =
-            json!({"id": "1", "userName": "a", "urn:example:ext:1.0:User": {"badge": "7"}});
+        let current = json!({"id": "1", "userName": "a", "urn:example:ext:1.0:User": {"badge": "7"}});
         let same = normalize_resource(
             &registry,
             ResourceKind::User,
@@ -1067,8 +954,7 @@ mod tests {
         )
         .unwrap();
         assert!(replace_resource(&registry, ResourceKind::User, &current, &same).is_ok());
-        let omitted =
-            normalize_resource(&registry, ResourceKind::User, &json!({"userName": "b"})).unwrap();
+        let omitted = normalize_resource(&registry, ResourceKind::User, &json!({"userName": "b"})).unwrap();
         let out = replace_resource(&registry, ResourceKind::User, &current, &omitted).unwrap();
         assert_eq!(out["urn:example:ext:1.0:User"]["badge"], "7");
         let changed = normalize_resource(
@@ -1087,10 +973,7 @@ mod tests {
 
     #[test]
     fn non_object_bodies_are_rejected_not_panicked_on() {
-        assert_eq!(
-            user(json!([1])).unwrap_err().scim_type,
-            Some(ScimType::InvalidSyntax)
-        );
+        assert_eq!(user(json!([1])).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
         assert!(user(json!({"userName": "a", ENTERPRISE_USER_SCHEMA: 3})).is_err());
     }
 }

@@ -7,8 +7,7 @@
 use serde_json::{Value, json};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const ENTERPRISE_USER_SCHEMA: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -574,10 +573,7 @@ fn user_schema() -> Schema {
                 .describe("Write-only; never returned."),
             multi_valued_string("emails", &["work", "home", "other"]),
             multi_valued_string("phoneNumbers", &["work", "home", "mobile", "fax", "pager", "other"]),
-            multi_valued_string(
-                "ims",
-                &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
-            ),
+            multi_valued_string("ims", &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"]),
             photos,
             addresses,
             groups,
@@ -619,9 +615,7 @@ fn group_schema() -> Schema {
             AttributeDef::string("value").case_exact().mutability(Mutability::Immutable),
             AttributeDef::reference("$ref", &["User", "Group"]).mutability(Mutability::Immutable),
             AttributeDef::string("display").mutability(Mutability::Immutable),
-            AttributeDef::string("type")
-                .canonical(&["User", "Group"])
-                .mutability(Mutability::Immutable),
+            AttributeDef::string("type").canonical(&["User", "Group"]).mutability(Mutability::Immutable),
         ],
     )
     .multi()
@@ -663,7 +657,10 @@ mod tests {
         assert_eq!(manager.dotted(), "manager.value");
         assert!(registry.resolve(ResourceKind::User, "nosuch").is_none());
         assert!(registry.resolve(ResourceKind::Group, "userName").is_none());
-        assert_eq!(registry.resolve(ResourceKind::Group, "meta.lastModified").unwrap().dotted(), "meta.lastModified");
+        assert_eq!(
+            registry.resolve(ResourceKind::Group, "meta.lastModified").unwrap().dotted(),
+            "meta.lastModified"
+        );
     }
 
     #[test]

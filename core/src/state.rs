@@ -50,14 +50,39 @@ pub trait StateView {
 /// A row write. Stores apply a command's mutations atomically, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    PutResource { kind: ResourceKind, id: String, stored: StoredResource },
-    DeleteResource { kind: ResourceKind, id: String },
-    PutIndex { kind: ResourceKind, index: IndexName, key: String, id: String },
-    DeleteIndex { kind: ResourceKind, index: IndexName, key: String, id: String },
-    AddMember { group_id: String, member: Member },
-    RemoveMember { group_id: String, member_id: String },
+    PutResource {
+        kind: ResourceKind,
+        id: String,
+        stored: StoredResource,
+    },
+    DeleteResource {
+        kind: ResourceKind,
+        id: String,
+    },
+    PutIndex {
+        kind: ResourceKind,
+        index: IndexName,
+        key: String,
+        id: String,
+    },
+    DeleteIndex {
+        kind: ResourceKind,
+        index: IndexName,
+        key: String,
+        id: String,
+    },
+    AddMember {
+        group_id: String,
+        member: Member,
+    },
+    RemoveMember {
+        group_id: String,
+        member_id: String,
+    },
     /// Removes every membership of the group (and the matching reverse-index rows). The only
     /// mutation whose cost grows with the group; it comes from PUT/`replace members`/DELETE,
     /// whose meaning is "forget all members".
-    ClearMembers { group_id: String },
+    ClearMembers {
+        group_id: String,
+    },
 }

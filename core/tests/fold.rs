@@ -23,7 +23,11 @@ struct Tenant {
 
 impl Tenant {
     fn new() -> Self {
-        Tenant { registry: SchemaRegistry::standard(), state: MemoryState::default(), clock: 1_700_000_000_000 }
+        Tenant {
+            registry: SchemaRegistry::standard(),
+            state: MemoryState::default(),
+            clock: 1_700_000_000_000,
+        }
     }
 
     fn command(&mut self, kind: ResourceKind, id: &str, action: Action) -> Command {
@@ -51,7 +55,10 @@ impl Tenant {
     }
 
     /// Folds one command in its own batch and applies it to the state.
-    fn run(&mut self, command: &Command) -> Result<scimflow_core::decide::Accepted, scimflow_core::ScimError> {
+    fn run(
+        &mut self,
+        command: &Command,
+    ) -> Result<scimflow_core::decide::Accepted, scimflow_core::ScimError> {
         let mut fold = BatchFold::new(&self.registry, &self.state);
         let decision = fold.fold(command);
         let mutations = fold.into_mutations();
@@ -121,11 +128,17 @@ fn renaming_frees_the_old_unique_key() {
     let mut tenant = Tenant::new();
     let create = tenant.create(ResourceKind::User, "u1", user("old"));
     tenant.run(&create).unwrap();
-    let rename = tenant.patch(ResourceKind::User, "u1", json!({"Operations": [{"op": "replace", "path": "userName", "value": "new"}]}));
+    let rename = tenant.patch(
+        ResourceKind::User,
+        "u1",
+        json!({"Operations": [{"op": "replace", "path": "userName", "value": "new"}]}),
+    );
     tenant.run(&rename).unwrap();
     let reuse = tenant.create(ResourceKind::User, "u2", user("old"));
     tenant.run(&reuse).expect("the old userName is free again");
-    assert!(tenant.state.index_lookup(ResourceKind::User, IndexName::UserName, "new").contains(&"u1".to_owned()));
+    assert!(
+        tenant.state.index_lookup(ResourceKind::User, IndexName::UserName, "new").contains(&"u1".to_owned())
+    );
 }
 
 #[test]
@@ -135,7 +148,11 @@ fn unknown_resource_is_404_and_stale_if_match_is_412() {
     assert_eq!(tenant.run(&missing).unwrap_err().status, 404);
     let create = tenant.create(ResourceKind::User, "u1", user("a"));
     tenant.run(&create).unwrap();
-    let mut stale = tenant.patch(ResourceKind::User, "u1", json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}));
+    let mut stale = tenant.patch(
+        ResourceKind::User,
+        "u1",
+        json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    );
     stale.if_match = Some("W/\"7\"".into());
     assert_eq!(tenant.run(&stale).unwrap_err().status, 412);
     stale.if_match = Some("W/\"1\"".into());
@@ -160,7 +177,9 @@ fn membership_add_is_a_union_and_unknown_members_are_skipped() {
         .changes
         .iter()
         .filter_map(|change| match &change.body {
-            ChangeBody::MembersAdded(members) => Some(members.iter().map(|m| m.value.clone()).collect::<Vec<_>>()),
+            ChangeBody::MembersAdded(members) => {
+                Some(members.iter().map(|m| m.value.clone()).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .collect();
@@ -197,14 +216,26 @@ fn replace_members_clears_then_adds_and_empty_replace_empties() {
         let create = tenant.create(ResourceKind::User, id, user(id));
         tenant.run(&create).unwrap();
     }
-    let create = tenant.create(ResourceKind::Group, "g1", json!({"displayName": "G", "members": [{"value": "u1"}, {"value": "u2"}]}));
+    let create = tenant.create(
+        ResourceKind::Group,
+        "g1",
+        json!({"displayName": "G", "members": [{"value": "u1"}, {"value": "u2"}]}),
+    );
     tenant.run(&create).unwrap();
-    let replace = tenant.patch(ResourceKind::Group, "g1", json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": "u3"}]}]}));
+    let replace = tenant.patch(
+        ResourceKind::Group,
+        "g1",
+        json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": "u3"}]}]}),
+    );
     tenant.run(&replace).unwrap();
     let members: Vec<_> = tenant.state.members_of("g1").into_iter().map(|m| m.value).collect();
     assert_eq!(members, vec!["u3"]);
     assert!(tenant.state.groups_of("u1").is_empty());
-    let empty = tenant.patch(ResourceKind::Group, "g1", json!({"Operations": [{"op": "replace", "path": "members", "value": []}]}));
+    let empty = tenant.patch(
+        ResourceKind::Group,
+        "g1",
+        json!({"Operations": [{"op": "replace", "path": "members", "value": []}]}),
+    );
     tenant.run(&empty).unwrap();
     assert!(tenant.state.members_of("g1").is_empty());
 }
@@ -357,7 +388,8 @@ fn fold_as_one_batch(commands: &[Command]) -> (MemoryState, Vec<u16>) {
     let registry = SchemaRegistry::standard();
     let base = MemoryState::default();
     let mut fold = BatchFold::new(&registry, &base);
-    let statuses = commands.iter().map(|c| fold.fold(c).map(|a| a.status).unwrap_or_else(|e| e.status)).collect();
+    let statuses =
+        commands.iter().map(|c| fold.fold(c).map(|a| a.status).unwrap_or_else(|e| e.status)).collect();
     let mutations = fold.into_mutations();
     let mut state = MemoryState::default();
     state.apply_all(&mutations);

@@ -99,10 +99,7 @@ fn e2_boolean_strings_in_any_case_are_coerced() {
         "Operations": [{"op": "Replace", "path": "active", "value": "TRUE"}]
     });
     let inactive = user_with(|u| u["active"] = json!(false));
-    assert_eq!(
-        patch(ResourceKind::User, &inactive, body).unwrap().resource["active"],
-        json!(true)
-    );
+    assert_eq!(patch(ResourceKind::User, &inactive, body).unwrap().resource["active"], json!(true));
 
     // The same coercion on POST.
     let posted = normalize_resource(
@@ -127,9 +124,7 @@ fn e3_remove_listed_members_never_clears_the_group() {
     let result = patch(ResourceKind::Group, &stored_group(), body).unwrap();
     assert_eq!(
         result.membership,
-        vec![MembershipChange::Remove(vec![
-            "7f45f4e0-4c12-4a48-a1bc-0e1d8b2e9a11".into()
-        ])]
+        vec![MembershipChange::Remove(vec!["7f45f4e0-4c12-4a48-a1bc-0e1d8b2e9a11".into()])]
     );
     assert_eq!(result.resource, stored_group());
 
@@ -138,12 +133,7 @@ fn e3_remove_listed_members_never_clears_the_group() {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "Remove", "path": "members", "value": []}]
     });
-    assert_eq!(
-        patch(ResourceKind::Group, &stored_group(), body)
-            .unwrap()
-            .membership,
-        vec![]
-    );
+    assert_eq!(patch(ResourceKind::Group, &stored_group(), body).unwrap().membership, vec![]);
 }
 
 #[test]
@@ -158,9 +148,7 @@ fn e4_remove_member_by_value_filter() {
     let result = patch(ResourceKind::Group, &stored_group(), body).unwrap();
     assert_eq!(
         result.membership,
-        vec![MembershipChange::Remove(vec![
-            "89bb1940-b905-4575-9e7f-6f887cfb368e".into()
-        ])]
+        vec![MembershipChange::Remove(vec!["89bb1940-b905-4575-9e7f-6f887cfb368e".into()])]
     );
     assert_eq!(result.resource, stored_group());
 
@@ -169,9 +157,7 @@ fn e4_remove_member_by_value_filter() {
         "Operations": [{"op": "Remove", "path": "members[value eq \"a\" or Value EQ \"b\"]"}]
     });
     assert_eq!(
-        patch(ResourceKind::Group, &stored_group(), body)
-            .unwrap()
-            .membership,
+        patch(ResourceKind::Group, &stored_group(), body).unwrap().membership,
         vec![MembershipChange::Remove(vec!["a".into(), "b".into()])]
     );
 }
@@ -200,11 +186,7 @@ fn e5_add_members_with_null_ref_in_several_operations() {
             ]),
         ]
     );
-    assert_eq!(
-        result.resource,
-        stored_group(),
-        "the group JSON never holds members"
-    );
+    assert_eq!(result.resource, stored_group(), "the group JSON never holds members");
 }
 
 #[test]
@@ -229,10 +211,7 @@ fn e6_value_path_with_sub_attribute_creates_the_work_email() {
         "Operations": [{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "c@d"}]
     });
     let updated = patch(ResourceKind::User, &result.resource, body).unwrap();
-    assert_eq!(
-        updated.resource["emails"][1],
-        json!({"value": "c@d", "type": "work"})
-    );
+    assert_eq!(updated.resource["emails"][1], json!({"value": "c@d", "type": "work"}));
 }
 
 #[test]
@@ -367,7 +346,8 @@ fn e15_manager_as_array_object_or_string_and_removal_via_empty_value() {
         json!({"manager": {"value": manager_id, "$ref": "../Users/26118915-6090-4610-87e4-49d8ca9f808d"}})
     );
     // POST with a plain string.
-    let body = json!({"schemas": [USER, ENTERPRISE], "userName": "mgr-string", ENTERPRISE: {"manager": manager_id}});
+    let body =
+        json!({"schemas": [USER, ENTERPRISE], "userName": "mgr-string", ENTERPRISE: {"manager": manager_id}});
     let user = normalize_resource(&registry(), ResourceKind::User, &body).unwrap();
     assert_eq!(user[ENTERPRISE], json!({"manager": {"value": manager_id}}));
 
@@ -380,9 +360,7 @@ fn e15_manager_as_array_object_or_string_and_removal_via_empty_value() {
             "value": manager_id
         }]
     });
-    let managed = patch(ResourceKind::User, &stored_user(), body)
-        .unwrap()
-        .resource;
+    let managed = patch(ResourceKind::User, &stored_user(), body).unwrap().resource;
     assert_eq!(managed[ENTERPRISE]["manager"], json!({"value": manager_id}));
 
     // PATCH removal via {"value": ""}.
@@ -406,9 +384,7 @@ fn e15_manager_as_array_object_or_string_and_removal_via_empty_value() {
             "value": [{"$ref": null, "value": manager_id}]
         }]
     });
-    let managed = patch(ResourceKind::User, &stored_user(), body)
-        .unwrap()
-        .resource;
+    let managed = patch(ResourceKind::User, &stored_user(), body).unwrap().resource;
     assert_eq!(managed[ENTERPRISE]["manager"], json!({"value": manager_id}));
 }
 
@@ -425,10 +401,7 @@ fn e17_values_are_stored_as_sent_and_invalid_ones_rejected_with_actionable_error
     let user = normalize_resource(&registry(), ResourceKind::User, &body).unwrap();
     assert_eq!(user["userName"], json!("Ryan.Leenay@Contoso.COM"));
     assert_eq!(user["displayName"], json!("  Ryan  Leenay "));
-    assert_eq!(
-        user["phoneNumbers"],
-        json!([{"value": "+1 (425) 555-0100", "type": "Work"}])
-    );
+    assert_eq!(user["phoneNumbers"], json!([{"value": "+1 (425) 555-0100", "type": "Work"}]));
     assert_eq!(user["locale"], json!("en-us"));
 
     let err = normalize_resource(
@@ -437,14 +410,8 @@ fn e17_values_are_stored_as_sent_and_invalid_ones_rejected_with_actionable_error
         &json!({"schemas": [USER], "userName": "a", "active": "yes"}),
     )
     .unwrap_err();
-    assert_eq!(
-        (err.status, err.scim_type),
-        (400, Some(ScimType::InvalidValue))
-    );
-    assert_eq!(
-        err.detail,
-        "attribute \"active\" must be a boolean (true or false), got \"yes\""
-    );
+    assert_eq!((err.status, err.scim_type), (400, Some(ScimType::InvalidValue)));
+    assert_eq!(err.detail, "attribute \"active\" must be a boolean (true or false), got \"yes\"");
 
     let body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -466,20 +433,14 @@ fn e18_absent_attributes_are_not_cleared_only_explicit_operations_clear() {
         "Operations": [{"op": "Replace", "path": "title", "value": "Senior Tour Guide"}]
     });
     let result = patch(ResourceKind::User, &stored_user(), body).unwrap();
-    assert_eq!(
-        result.resource,
-        user_with(|u| u["title"] = json!("Senior Tour Guide"))
-    );
+    assert_eq!(result.resource, user_with(|u| u["title"] = json!("Senior Tour Guide")));
 
     let body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "Replace", "value": {"displayName": "Barbara J"}}]
     });
     let result = patch(ResourceKind::User, &stored_user(), body).unwrap();
-    assert_eq!(
-        result.resource,
-        user_with(|u| u["displayName"] = json!("Barbara J"))
-    );
+    assert_eq!(result.resource, user_with(|u| u["displayName"] = json!("Barbara J")));
 
     // Clearing needs an explicit operation.
     let body = json!({
@@ -487,10 +448,7 @@ fn e18_absent_attributes_are_not_cleared_only_explicit_operations_clear() {
         "Operations": [{"op": "Remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}]
     });
     let result = patch(ResourceKind::User, &stored_user(), body).unwrap();
-    assert_eq!(
-        result.resource[ENTERPRISE],
-        json!({"employeeNumber": "701984"})
-    );
+    assert_eq!(result.resource[ENTERPRISE], json!({"employeeNumber": "701984"}));
 }
 
 #[test]
@@ -524,27 +482,16 @@ fn o2_post_with_password_and_empty_groups_never_stores_or_returns_them() {
     // Non-empty `groups` are readOnly too: ignored, not an error.
     let mut with_groups = body.clone();
     with_groups["groups"] = json!([{"value": "g1", "display": "Admins"}]);
-    assert_eq!(
-        normalize_resource(&registry(), ResourceKind::User, &with_groups).unwrap(),
-        user
-    );
+    assert_eq!(normalize_resource(&registry(), ResourceKind::User, &with_groups).unwrap(), user);
 
     // Even a resource that somehow held a password never renders it, whatever is asked for.
     let mut stored = user.clone();
     stored["password"] = json!("1mz050nq");
-    for (attributes, excluded) in [
-        (None, None),
-        (Some("password"), None),
-        (Some("userName,password"), Some("emails")),
-    ] {
-        let projection =
-            Projection::parse(attributes, excluded, &registry(), ResourceKind::User).unwrap();
-        assert!(
-            projection
-                .render(&registry(), ResourceKind::User, &stored)
-                .get("password")
-                .is_none()
-        );
+    for (attributes, excluded) in
+        [(None, None), (Some("password"), None), (Some("userName,password"), Some("emails"))]
+    {
+        let projection = Projection::parse(attributes, excluded, &registry(), ResourceKind::User).unwrap();
+        assert!(projection.render(&registry(), ResourceKind::User, &stored).get("password").is_none());
     }
 }
 
@@ -566,8 +513,7 @@ fn o4_full_put_replaces_everything_and_ignores_read_only_attributes() {
         "meta": {"resourceType": "User", "created": "1999-01-01T00:00:00Z", "version": "W/\"99\""}
     });
     let replacement = normalize_resource(&registry(), ResourceKind::User, &body).unwrap();
-    let replaced =
-        replace_resource(&registry(), ResourceKind::User, &current, &replacement).unwrap();
+    let replaced = replace_resource(&registry(), ResourceKind::User, &current, &replacement).unwrap();
     assert_eq!(
         replaced,
         json!({
@@ -617,10 +563,7 @@ fn o7_group_rename_ignores_its_own_id_in_the_value() {
         "Operations": [{"op": "replace", "value": {"id": "another-group", "displayName": "Test SCIMv2"}}]
     });
     let err = patch(ResourceKind::Group, &stored_group(), body).unwrap_err();
-    assert_eq!(
-        (err.status, err.scim_type),
-        (400, Some(ScimType::Mutability))
-    );
+    assert_eq!((err.status, err.scim_type), (400, Some(ScimType::Mutability)));
 }
 
 #[test]
@@ -675,14 +618,8 @@ fn o8_replace_members_clears_then_adds() {
         vec![
             MembershipChange::Clear,
             MembershipChange::Add(vec![
-                member(
-                    "23a35c27-23d3-4c03-b4c5-6443c09e7173",
-                    "test.user@okta.local"
-                ),
-                member(
-                    "89bb1940-b905-4575-9e7f-6f887cfb368e",
-                    "another.user@okta.local"
-                ),
+                member("23a35c27-23d3-4c03-b4c5-6443c09e7173", "test.user@okta.local"),
+                member("89bb1940-b905-4575-9e7f-6f887cfb368e", "another.user@okta.local"),
             ]),
         ]
     );
@@ -734,19 +671,12 @@ fn post_group_members_are_split_into_membership_rows() {
     });
     let mut group = normalize_resource(&registry(), ResourceKind::Group, &body).unwrap();
     let members = split_members(&mut group);
-    assert_eq!(
-        group,
-        json!({"schemas": [GROUP], "displayName": "Tour Guides"})
-    );
+    assert_eq!(group, json!({"schemas": [GROUP], "displayName": "Tour Guides"}));
     assert_eq!(
         members,
         vec![
             MemberRef::new("f648f8d5ea4e4cd38e9c"),
-            MemberRef {
-                value: "g2".into(),
-                display: None,
-                member_type: Some("Group".into())
-            },
+            MemberRef { value: "g2".into(), display: None, member_type: Some("Group".into()) },
         ]
     );
 }

@@ -2,13 +2,13 @@
 //! tenant's commands on an overlay of its rows, commit all mutations and change events with the
 //! batch's end position in one store transaction, and return the outcomes to report.
 
+use prost::Message;
 use scimflow_core::SchemaRegistry;
 use scimflow_core::command::Command;
 use scimflow_core::fold::BatchFold;
 use scimflow_log::LogRecord;
 use scimflow_log::outcome::{Accepted, Outcome};
 use scimflow_store::{ChangeRecord, StoreError, StoreWriter, TenantCommit};
-use prost::Message;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -33,7 +33,9 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     let mut by_tenant: BTreeMap<String, Vec<(u64, Command)>> = BTreeMap::new();
     for record in records {
         match Command::decode(&record.payload) {
-            Ok(command) => by_tenant.entry(command.tenant_id.clone()).or_default().push((record.offset, command)),
+            Ok(command) => {
+                by_tenant.entry(command.tenant_id.clone()).or_default().push((record.offset, command))
+            }
             Err(error) => {
                 tracing::error!(partition, offset = record.offset, error = %error, "PoisonCommandSkipped");
                 result.poison += 1;

@@ -26,8 +26,11 @@ pub async fn run<S: StoreWriter + 'static>(
     loop {
         // Stores may block on I/O here (the CQL store does): keep it off the async workers.
         let position_store = store.clone();
-        let position = tokio::task::spawn_blocking(move || position_store.next_offset(EMBEDDED_PARTITION)).await;
-        let next = match position.unwrap_or_else(|join| Err(scimflow_store::StoreError::Unavailable(join.to_string()))) {
+        let position =
+            tokio::task::spawn_blocking(move || position_store.next_offset(EMBEDDED_PARTITION)).await;
+        let next = match position
+            .unwrap_or_else(|join| Err(scimflow_store::StoreError::Unavailable(join.to_string())))
+        {
             Ok(next) => next,
             Err(error) => {
                 tracing::error!(error = %error, "ProjectorStoreUnavailable");
@@ -61,7 +64,11 @@ pub async fn run<S: StoreWriter + 'static>(
         match folded {
             Ok(Ok(result)) => {
                 retry_delay = Duration::from_millis(50);
-                tracing::debug!(outcomes = result.outcomes.len(), changes = result.changes.len(), "EventsProjected");
+                tracing::debug!(
+                    outcomes = result.outcomes.len(),
+                    changes = result.changes.len(),
+                    "EventsProjected"
+                );
                 for outcome in result.outcomes {
                     hub.deliver(outcome);
                 }

@@ -16,11 +16,13 @@
 //! back to a checkpoint whose log position is committed with it, from where the projector
 //! re-folds deterministically.
 
-use crate::port::{ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
+use crate::port::{
+    ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView,
+};
 use async_trait::async_trait;
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
-    TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
@@ -92,7 +94,8 @@ fn decode_resource(bytes: &[u8]) -> StoreResult<StoredResource> {
     }
     let (version, json) = bytes.split_at(8);
     let version = u64::from_be_bytes(version.try_into().unwrap_or_default());
-    let resource = serde_json::from_slice(json).map_err(|error| StoreError::Corrupt(format!("resource row: {error}")))?;
+    let resource = serde_json::from_slice(json)
+        .map_err(|error| StoreError::Corrupt(format!("resource row: {error}")))?;
     Ok(StoredResource { resource, version })
 }
 
@@ -105,7 +108,8 @@ fn encode_member(member: &Member) -> Vec<u8> {
 }
 
 fn decode_member(member_id: &str, bytes: &[u8]) -> StoreResult<Member> {
-    let (code, display) = bytes.split_first().ok_or_else(|| StoreError::Corrupt("empty membership row".into()))?;
+    let (code, display) =
+        bytes.split_first().ok_or_else(|| StoreError::Corrupt("empty membership row".into()))?;
     Ok(Member {
         value: member_id.to_owned(),
         kind: kind_from_code(*code)?,
@@ -159,13 +163,12 @@ impl EmbeddedStore {
         Ok(())
     }
 
-
     fn apply_mutation(txn: &WriteTransaction, tenant: &str, mutation: &Mutation) -> Result<(), redb::Error> {
         match mutation {
             Mutation::PutResource { kind, id, stored } => {
                 let mut table = txn.open_table(RESOURCES)?;
-                let previous =
-                    table.insert((tenant, kind_code(*kind), id.as_str()), encode_resource(stored).as_slice())?;
+                let previous = table
+                    .insert((tenant, kind_code(*kind), id.as_str()), encode_resource(stored).as_slice())?;
                 if previous.is_none() {
                     drop(previous);
                     Self::adjust_count(txn, tenant, *kind, 1)?;
@@ -181,7 +184,8 @@ impl EmbeddedStore {
             }
             Mutation::PutIndex { kind, index, key, id } => {
                 let mut table = txn.open_table(INDEX)?;
-                table.insert((tenant, kind_code(*kind), index_code(*index), key.as_str(), id.as_str()), ())?;
+                table
+                    .insert((tenant, kind_code(*kind), index_code(*index), key.as_str(), id.as_str()), ())?;
             }
             Mutation::DeleteIndex { kind, index, key, id } => {
                 let mut table = txn.open_table(INDEX)?;
@@ -189,7 +193,10 @@ impl EmbeddedStore {
             }
             Mutation::AddMember { group_id, member } => {
                 let mut memberships = txn.open_table(MEMBERSHIPS)?;
-                memberships.insert((tenant, group_id.as_str(), member.value.as_str()), encode_member(member).as_slice())?;
+                memberships.insert(
+                    (tenant, group_id.as_str(), member.value.as_str()),
+                    encode_member(member).as_slice(),
+                )?;
                 let mut member_of = txn.open_table(MEMBER_OF)?;
                 member_of.insert((tenant, member.value.as_str(), group_id.as_str()), ())?;
             }
@@ -220,7 +227,12 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    fn adjust_count(txn: &WriteTransaction, tenant: &str, kind: ResourceKind, delta: i64) -> Result<(), redb::Error> {
+    fn adjust_count(
+        txn: &WriteTransaction,
+        tenant: &str,
+        kind: ResourceKind,
+        delta: i64,
+    ) -> Result<(), redb::Error> {
         let mut counts = txn.open_table(COUNTS)?;
         let key = (tenant, kind_code(kind));
         let current = counts.get(key)?.map(|count| count.value()).unwrap_or(0);
@@ -230,13 +242,24 @@ impl EmbeddedStore {
 
     // --- synchronous reads shared by the fold view and the async reader ---
 
-    fn read_resource(txn: &ReadTransaction, tenant: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>> {
+    fn read_resource(
+        txn: &ReadTransaction,
+        tenant: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>> {
         let table = txn.open_table(RESOURCES).map_err(unavailable)?;
         let row = table.get((tenant, kind_code(kind), id)).map_err(unavailable)?;
         row.map(|bytes| decode_resource(bytes.value())).transpose()
     }
 
-    fn read_index(txn: &ReadTransaction, tenant: &str, kind: ResourceKind, index: IndexName, key: &str) -> StoreResult<Vec<String>> {
+    fn read_index(
+        txn: &ReadTransaction,
+        tenant: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>> {
         let table = txn.open_table(INDEX).map_err(unavailable)?;
         let (kind, index) = (kind_code(kind), index_code(index));
         let mut ids = Vec::new();
@@ -265,7 +288,13 @@ impl EmbeddedStore {
         Ok(groups)
     }
 
-    fn read_members_page(txn: &ReadTransaction, tenant: &str, group_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Member>> {
+    fn read_members_page(
+        txn: &ReadTransaction,
+        tenant: &str,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Member>> {
         let table = txn.open_table(MEMBERSHIPS).map_err(unavailable)?;
         let start = match after {
             Some(after) => Bound::Excluded((tenant, group_id, after)),
@@ -286,7 +315,13 @@ impl EmbeddedStore {
         Ok(members)
     }
 
-    fn read_resources_page(txn: &ReadTransaction, tenant: &str, kind: ResourceKind, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, StoredResource)>> {
+    fn read_resources_page(
+        txn: &ReadTransaction,
+        tenant: &str,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, StoredResource)>> {
         let table = txn.open_table(RESOURCES).map_err(unavailable)?;
         let code = kind_code(kind);
         let start = match after {
@@ -350,7 +385,8 @@ impl StateView for EmbeddedView {
     }
     fn is_member(&self, group_id: &str, member_id: &str) -> bool {
         let lookup = || -> StoreResult<bool> {
-            let table: ReadOnlyTable<PairKey, &[u8]> = self.txn.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            let table: ReadOnlyTable<PairKey, &[u8]> =
+                self.txn.open_table(MEMBERSHIPS).map_err(unavailable)?;
             Ok(table.get((self.tenant.as_str(), group_id, member_id)).map_err(unavailable)?.is_some())
         };
         self.record(lookup())
@@ -368,7 +404,11 @@ impl TenantView for EmbeddedView {
 
 impl StoreWriter for EmbeddedStore {
     fn tenant_view(&self, tenant_id: &str) -> StoreResult<Box<dyn TenantView + '_>> {
-        Ok(Box::new(EmbeddedView { txn: self.read()?, tenant: tenant_id.to_owned(), failure: RefCell::new(None) }))
+        Ok(Box::new(EmbeddedView {
+            txn: self.read()?,
+            tenant: tenant_id.to_owned(),
+            failure: RefCell::new(None),
+        }))
     }
 
     fn next_offset(&self, partition: u32) -> StoreResult<u64> {
@@ -389,7 +429,13 @@ impl StoreWriter for EmbeddedStore {
         Ok(changes)
     }
 
-    fn commit(&self, partition: u32, next_offset: u64, tenants: &[TenantCommit], changes: &[ChangeRecord]) -> StoreResult<()> {
+    fn commit(
+        &self,
+        partition: u32,
+        next_offset: u64,
+        tenants: &[TenantCommit],
+        changes: &[ChangeRecord],
+    ) -> StoreResult<()> {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
         let mut last_checkpoint = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
         let durable = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
@@ -420,12 +466,23 @@ impl StoreWriter for EmbeddedStore {
 
 #[async_trait]
 impl StoreReader for EmbeddedStore {
-    async fn resource(&self, tenant_id: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>> {
+    async fn resource(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>> {
         let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
         self.blocking(move |txn| Self::read_resource(txn, &tenant, kind, &id)).await
     }
 
-    async fn index_lookup(&self, tenant_id: &str, kind: ResourceKind, index: IndexName, key: &str) -> StoreResult<Vec<String>> {
+    async fn index_lookup(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &str,
+    ) -> StoreResult<Vec<String>> {
         let (tenant, key) = (tenant_id.to_owned(), key.to_owned());
         self.blocking(move |txn| Self::read_index(txn, &tenant, kind, index, &key)).await
     }
@@ -435,7 +492,13 @@ impl StoreReader for EmbeddedStore {
         self.blocking(move |txn| Self::read_groups_of(txn, &tenant, &member)).await
     }
 
-    async fn members_page(&self, tenant_id: &str, group_id: &str, after: Option<&str>, limit: usize) -> StoreResult<Vec<Member>> {
+    async fn members_page(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Member>> {
         let (tenant, group, after) = (tenant_id.to_owned(), group_id.to_owned(), after.map(str::to_owned));
         self.blocking(move |txn| Self::read_members_page(txn, &tenant, &group, after.as_deref(), limit)).await
     }
@@ -450,7 +513,13 @@ impl StoreReader for EmbeddedStore {
         .await
     }
 
-    async fn resources_page(&self, tenant_id: &str, kind: ResourceKind, after: Option<&str>, limit: usize) -> StoreResult<Vec<(String, StoredResource)>> {
+    async fn resources_page(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, StoredResource)>> {
         let (tenant, after) = (tenant_id.to_owned(), after.map(str::to_owned));
         self.blocking(move |txn| Self::read_resources_page(txn, &tenant, kind, after.as_deref(), limit)).await
     }

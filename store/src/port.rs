@@ -70,7 +70,12 @@ pub trait StoreWriter: Send + Sync {
 /// API side: point reads and bounded pages, always within one tenant.
 #[async_trait]
 pub trait StoreReader: Send + Sync {
-    async fn resource(&self, tenant_id: &str, kind: ResourceKind, id: &str) -> StoreResult<Option<StoredResource>>;
+    async fn resource(
+        &self,
+        tenant_id: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<StoredResource>>;
 
     async fn index_lookup(
         &self,

@@ -108,7 +108,8 @@ impl TenantDirectory {
 
     /// Revokes a tenant's token: its requests get 401 from then on. Data is kept.
     pub fn revoke(&self, name_or_id: &str) -> Result<Tenant, TenantError> {
-        let mut tenant = self.find(name_or_id)?.ok_or_else(|| TenantError::NotFound(name_or_id.to_owned()))?;
+        let mut tenant =
+            self.find(name_or_id)?.ok_or_else(|| TenantError::NotFound(name_or_id.to_owned()))?;
         let old_hash = tenant.token_hash.clone();
         tenant.revoked = true;
         self.save(&tenant, Some(&old_hash))?;
@@ -117,7 +118,8 @@ impl TenantDirectory {
 
     /// Issues a new token; the old one stops working at once. Also re-enables a revoked tenant.
     pub fn rotate(&self, name_or_id: &str) -> Result<(Tenant, String), TenantError> {
-        let mut tenant = self.find(name_or_id)?.ok_or_else(|| TenantError::NotFound(name_or_id.to_owned()))?;
+        let mut tenant =
+            self.find(name_or_id)?.ok_or_else(|| TenantError::NotFound(name_or_id.to_owned()))?;
         let old_hash = tenant.token_hash.clone();
         let token = new_token();
         tenant.token_hash = hash_token(&token);

@@ -142,7 +142,13 @@ impl TestApp {
         format!("{}{}", self.base_url, path)
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             request = request.header("Content-Type", "application/scim+json").body(body.to_string());
@@ -150,7 +156,11 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 

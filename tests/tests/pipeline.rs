@@ -21,7 +21,13 @@ fn add_members(ids: &[String]) -> Value {
 async fn all_member_ids(app: &TestApp, group_id: &str) -> BTreeSet<String> {
     let (status, group) = app.get(&format!("/Groups/{group_id}")).await;
     assert_eq!(status, 200, "{group}");
-    group["members"].as_array().cloned().unwrap_or_default().iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect()
+    group["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn eight_concurrent_patches_adding_100_members_each_all_succeed_and_leave_the_union(app: TestApp) {
@@ -54,7 +60,8 @@ async fn a_2xx_write_is_visible_to_the_very_next_read(app: TestApp) {
         let (status, user) = app.get(&format!("/Users/{id}")).await;
         assert_eq!(status, 200);
         assert_eq!(user["userName"], format!("reader{index}"));
-        let body = json!({"Operations": [{"op": "replace", "path": "displayName", "value": format!("v{index}")}]});
+        let body =
+            json!({"Operations": [{"op": "replace", "path": "displayName", "value": format!("v{index}")}]});
         let (status, _) = app.patch(&format!("/Users/{id}"), &body).await;
         assert_eq!(status, 200);
         let (_, user) = app.get(&format!("/Users/{id}")).await;
@@ -63,7 +70,8 @@ async fn a_2xx_write_is_visible_to_the_very_next_read(app: TestApp) {
 }
 
 async fn uniqueness_holds_under_concurrent_creates(app: TestApp) {
-    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same@example.com"});
+    let body =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same@example.com"});
     let answers = join_all((0..16).map(|_| app.post("/Users", &body))).await;
     let created = answers.iter().filter(|(status, _)| *status == 201).count();
     let conflicts: Vec<_> = answers.iter().filter(|(status, _)| *status == 409).collect();
