@@ -29,7 +29,10 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(requests_per_second: f64) -> Self {
-        Pacer { interval: Duration::from_secs_f64(1.0 / requests_per_second), next: Mutex::new(Instant::now()) }
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / requests_per_second),
+            next: Mutex::new(Instant::now()),
+        }
     }
 
     /// Waits for the next free slot. A slow server does not accumulate a burst of slots to
@@ -285,7 +288,14 @@ impl ScimClient {
             }
             Err(message) => {
                 self.metrics.record(call.op, None, Duration::ZERO, true, self.load);
-                self.metrics.record_error_sample(call.op, call.method.as_str(), &call.path, body, None, &message);
+                self.metrics.record_error_sample(
+                    call.op,
+                    call.method.as_str(),
+                    &call.path,
+                    body,
+                    None,
+                    &message,
+                );
                 Err(CallError::Transport(message))
             }
         }
@@ -335,13 +345,91 @@ mod tests {
 
     #[test]
     fn base_url_query_is_kept() {
-        let options = ClientOptions { concurrency: 1, rate: None, timeout: Duration::from_secs(1), max_retries: 0 };
+        let options =
+            ClientOptions { concurrency: 1, rate: None, timeout: Duration::from_secs(1), max_retries: 0 };
         let metrics = Arc::new(Metrics::new());
-        let client = ScimClient::new("http://h/scim/v2/?aadOptscim062020", "t", metrics.clone(), &options).unwrap();
+        let client =
+            ScimClient::new("http://h/scim/v2/?aadOptscim062020", "t", metrics.clone(), &options).unwrap();
         assert_eq!(client.url("/Users"), "http://h/scim/v2/Users?aadOptscim062020");
         assert_eq!(client.url("/Users?filter=x"), "http://h/scim/v2/Users?filter=x&aadOptscim062020");
         let plain = ScimClient::new("http://h/scim/v2/", "t", metrics, &options).unwrap();
         assert_eq!(plain.url("/Groups/1"), "http://h/scim/v2/Groups/1");
+    }
+
+    /// A one-trick HTTP server: answers the first `throttled` requests with 429 (and
+    /// `Retry-After: 0`), the rest with 200 and a small JSON body. Returns its base URL.
+    async fn throttling_server(throttled: usize) -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let read = socket.read(&mut buffer).await.unwrap();
+                        if read == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..read]);
+                    }
+                    let answer = if served.fetch_add(1, Ordering::SeqCst) < throttled {
+                        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_owned()
+                    } else {
+                        let body = r#"{"ok":true}"#;
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    socket.write_all(answer.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        format!("http://{address}/scim/v2")
+    }
+
+    fn client(base: &str, max_retries: u32) -> ScimClient {
+        let options =
+            ClientOptions { concurrency: 2, rate: None, timeout: Duration::from_secs(5), max_retries };
+        ScimClient::new(base, "token", Arc::new(Metrics::new()), &options).unwrap()
+    }
+
+    #[tokio::test]
+    async fn throttled_requests_are_retried_after_retry_after() {
+        let client = client(&throttling_server(2).await, 3);
+        let reply = client.send(Call::get("user.get", "/Users/1")).await.unwrap();
+        assert_eq!((reply.status, reply.body["ok"].as_bool()), (200, Some(true)));
+        let metrics = client.metrics();
+        assert_eq!(metrics.total_retries(), 2);
+        assert_eq!(metrics.retry_statuses()["429"], 2);
+        let ops = metrics.ops();
+        assert_eq!(ops["user.get"].statuses.len(), 1, "only the final answer is recorded");
+        assert_eq!(ops["user.get"].errors, 0);
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded() {
+        let client = client(&throttling_server(10).await, 2);
+        let error = client.send(Call::get("user.get", "/Users/1")).await.unwrap_err();
+        assert_eq!(error.status(), Some(429));
+        assert_eq!(client.metrics().total_retries(), 2);
+        assert_eq!(client.metrics().load_totals(), (1, 1), "a throttle that never ends is an error");
+        assert_eq!(client.metrics().error_samples()[0].path, "/Users/1");
+    }
+
+    #[tokio::test]
+    async fn accepted_statuses_are_not_errors() {
+        let client = client(&throttling_server(1).await, 0);
+        let reply = client.send(Call::get("user.create", "/Users").accepting(&[429])).await.unwrap();
+        assert_eq!(reply.status, 429);
+        assert_eq!(client.metrics().load_totals(), (1, 0));
     }
 
     #[tokio::test]

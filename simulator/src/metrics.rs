@@ -39,6 +39,14 @@ pub struct ErrorSample {
     pub response: String,
 }
 
+/// One membership PATCH: the group's size when sent, the member values it carried, its latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipSample {
+    pub group_size: u32,
+    pub members: u32,
+    pub latency_us: u32,
+}
+
 /// One phase as it ran.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PhaseRecord {
@@ -85,7 +93,7 @@ pub struct Metrics {
     phases: Mutex<Vec<PhaseRecord>>,
     ops: Mutex<BTreeMap<&'static str, OpRecord>>,
     retry_statuses: Mutex<BTreeMap<String, u64>>,
-    membership: Mutex<Vec<(u32, u32)>>,
+    membership: Mutex<Vec<MembershipSample>>,
     error_samples: Mutex<Vec<ErrorSample>>,
 }
 
@@ -220,14 +228,20 @@ impl Metrics {
         }
     }
 
-    /// A membership PATCH on a group that had `group_size` members when it was sent.
-    pub fn record_membership(&self, group_size: usize, latency: Duration) {
-        let size = group_size.min(u32::MAX as usize) as u32;
-        self.membership.lock().expect("metrics lock").push((size, micros(latency)));
+    /// A membership PATCH carrying `members` member values, on a group that had `group_size`
+    /// members when it was sent.
+    pub fn record_membership(&self, group_size: usize, members: usize, latency: Duration) {
+        let clamp = |n: usize| n.min(u32::MAX as usize) as u32;
+        self.membership.lock().expect("metrics lock").push(MembershipSample {
+            group_size: clamp(group_size),
+            members: clamp(members),
+            latency_us: micros(latency),
+        });
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let phase = self.current.lock().expect("metrics lock").as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let phase =
+            self.current.lock().expect("metrics lock").as_ref().map(|p| p.name.clone()).unwrap_or_default();
         Snapshot {
             phase,
             done: self.done.load(Ordering::Relaxed),
@@ -251,7 +265,7 @@ impl Metrics {
         self.retry_statuses.lock().expect("metrics lock").clone()
     }
 
-    pub fn membership_samples(&self) -> Vec<(u32, u32)> {
+    pub fn membership_samples(&self) -> Vec<MembershipSample> {
         self.membership.lock().expect("metrics lock").clone()
     }
 
@@ -306,7 +320,10 @@ mod tests {
         metrics.step();
         metrics.record_retry(Some(429));
         let now = metrics.snapshot();
-        assert_eq!((now.phase.as_str(), now.done, now.total, now.requests, now.errors), ("users", 1, 2, 4, 3));
+        assert_eq!(
+            (now.phase.as_str(), now.done, now.total, now.requests, now.errors),
+            ("users", 1, 2, 4, 3)
+        );
         metrics.begin_phase("groups", 0);
         let phases = metrics.phases();
         assert_eq!(phases.len(), 1);

@@ -7,7 +7,6 @@
 //! model small.
 
 use crate::orgchart::{OrgChart, UserSpec};
-use crate::shapes::{MemberRef, Style};
 use rand::Rng;
 use std::collections::HashMap;
 
@@ -108,7 +107,7 @@ pub struct ExpectedUser {
 }
 
 /// The whole expected state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Model {
     pub users: Vec<UserState>,
     pub groups: Vec<GroupState>,
@@ -129,13 +128,6 @@ impl Model {
 
     pub fn user_id(&self, index: u32) -> Option<&str> {
         self.users.get(index as usize)?.id.as_deref()
-    }
-
-    /// A member reference for PATCH bodies, if the user was provisioned.
-    pub fn member_ref(&self, chart: &OrgChart, index: u32) -> Option<MemberRef> {
-        let id = self.user_id(index)?.to_owned();
-        // The userName is derived, not stored; Okta's `display` is the userName.
-        Some(MemberRef { id, display: chart.user(index, 0).user_name })
     }
 
     /// What verification expects of user `index`; `None` if it was never provisioned.
@@ -160,25 +152,6 @@ impl Model {
         })
     }
 
-    /// Server id → user index, for reading member lists back.
-    pub fn id_index(&self) -> HashMap<String, u32> {
-        self.users
-            .iter()
-            .enumerate()
-            .filter_map(|(index, user)| user.id.clone().map(|id| (id, index as u32)))
-            .collect()
-    }
-
-    /// Groups (by index) that have `user` as a member.
-    pub fn groups_of(&self, user: u32) -> Vec<u32> {
-        self.groups
-            .iter()
-            .enumerate()
-            .filter(|(_, group)| group.id.is_some() && group.members.contains(user))
-            .map(|(index, _)| index as u32)
-            .collect()
-    }
-
     pub fn provisioned_users(&self) -> usize {
         self.users.iter().filter(|user| user.id.is_some()).count()
     }
@@ -186,11 +159,6 @@ impl Model {
     pub fn memberships(&self) -> usize {
         self.groups.iter().map(|group| group.members.len()).sum()
     }
-}
-
-/// The style a group is driven in (from the chart).
-pub fn group_style(chart: &OrgChart, group: u32) -> Style {
-    chart.groups[group as usize].style
 }
 
 #[cfg(test)]
@@ -230,10 +198,9 @@ mod tests {
         let expected = model.expected_user(&chart, 9).unwrap();
         assert_eq!(expected.manager_id.as_deref(), Some("m"));
         assert_eq!(expected.title, chart.user(9, 2).title);
-        assert_eq!(model.id_index().get("u9"), Some(&9));
         model.groups[0].id = Some("g".into());
         model.groups[0].members.insert(9);
-        assert_eq!(model.groups_of(9), vec![0]);
         assert_eq!(model.memberships(), 1);
+        assert_eq!(model.provisioned_users(), 2);
     }
 }

@@ -13,7 +13,9 @@
 //! - departments are Zipf-weighted (a big Engineering, a small Legal);
 //! - group sizes follow a Zipf law under the configured largest group, with ±15% jitter so that
 //!   sizes are not suspiciously exact; the largest is "All Employees" with exactly
-//!   `largest_group` members.
+//!   `largest_group` members;
+//! - names carry the seed (`s42.simulated.example` mail domain, `(s42)` after group names), so
+//!   several seeds can share one tenant and a re-run of a seed finds its own resources.
 
 use crate::profile::{IdpMix, Profile};
 use crate::shapes::Style;
@@ -47,45 +49,210 @@ pub(crate) fn stream(seed: u64, salt: u64, index: u64) -> ChaCha8Rng {
 /// Given names; a few carry diacritics because directories do, and values must be stored as
 /// sent (E17). `userName`s use an ASCII folding of them.
 const GIVEN_NAMES: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
-    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Wei", "Mei", "Hiroshi", "Yuki", "Aarav", "Priya", "Mohammed", "Fatima", "Olusegun", "Amara", "Sofía",
-    "José", "Zoë", "Björn", "Søren", "Ingrid", "Chloé", "François", "Łukasz", "Ana", "Lucas", "Emma",
-    "Noah", "Olivia", "Liam", "Ava", "Mateo", "Isabella", "Elif", "Kemal", "Nguyen", "Linh", "Dmitri",
-    "Olga", "Kwame", "Ama", "Rahul", "Ananya", "Tomás", "Inês",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Wei",
+    "Mei",
+    "Hiroshi",
+    "Yuki",
+    "Aarav",
+    "Priya",
+    "Mohammed",
+    "Fatima",
+    "Olusegun",
+    "Amara",
+    "Sofía",
+    "José",
+    "Zoë",
+    "Björn",
+    "Søren",
+    "Ingrid",
+    "Chloé",
+    "François",
+    "Łukasz",
+    "Ana",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Liam",
+    "Ava",
+    "Mateo",
+    "Isabella",
+    "Elif",
+    "Kemal",
+    "Nguyen",
+    "Linh",
+    "Dmitri",
+    "Olga",
+    "Kwame",
+    "Ama",
+    "Rahul",
+    "Ananya",
+    "Tomás",
+    "Inês",
 ];
 
 const FAMILY_NAMES: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Taylor", "Thomas", "Moore", "Jackson", "Martin",
-    "Lee", "Wang", "Li", "Zhang", "Chen", "Tanaka", "Suzuki", "Sato", "Kim", "Park", "Patel", "Sharma",
-    "Singh", "Khan", "Okafor", "Adeyemi", "Mensah", "Müller", "Schmidt", "Schäfer", "Nielsen", "Johansson",
-    "Lindqvist", "Dubois", "Lefèvre", "Rossi", "Bianchi", "Kowalski", "Nowak", "Silva", "Santos", "Pereira",
-    "O'Brien", "Murphy", "Ivanov", "Petrova", "Yılmaz", "Demir", "Nguyen", "Tran",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Wang",
+    "Li",
+    "Zhang",
+    "Chen",
+    "Tanaka",
+    "Suzuki",
+    "Sato",
+    "Kim",
+    "Park",
+    "Patel",
+    "Sharma",
+    "Singh",
+    "Khan",
+    "Okafor",
+    "Adeyemi",
+    "Mensah",
+    "Müller",
+    "Schmidt",
+    "Schäfer",
+    "Nielsen",
+    "Johansson",
+    "Lindqvist",
+    "Dubois",
+    "Lefèvre",
+    "Rossi",
+    "Bianchi",
+    "Kowalski",
+    "Nowak",
+    "Silva",
+    "Santos",
+    "Pereira",
+    "O'Brien",
+    "Murphy",
+    "Ivanov",
+    "Petrova",
+    "Yılmaz",
+    "Demir",
+    "Nguyen",
+    "Tran",
 ];
 
 /// Department names, most common first (the Zipf weights follow this order).
 const DEPARTMENTS: &[&str] = &[
-    "Engineering", "Sales", "Customer Support", "Operations", "Marketing", "Product", "Finance",
-    "Human Resources", "IT", "Customer Success", "Data", "Design", "Security", "Research", "Procurement",
-    "Facilities", "Quality", "Communications", "Legal", "Executive",
+    "Engineering",
+    "Sales",
+    "Customer Support",
+    "Operations",
+    "Marketing",
+    "Product",
+    "Finance",
+    "Human Resources",
+    "IT",
+    "Customer Success",
+    "Data",
+    "Design",
+    "Security",
+    "Research",
+    "Procurement",
+    "Facilities",
+    "Quality",
+    "Communications",
+    "Legal",
+    "Executive",
 ];
 
 const ROLES: &[&str] = &[
-    "Analyst", "Specialist", "Engineer", "Coordinator", "Associate", "Consultant", "Administrator",
-    "Representative", "Developer", "Designer", "Scientist", "Partner",
+    "Analyst",
+    "Specialist",
+    "Engineer",
+    "Coordinator",
+    "Associate",
+    "Consultant",
+    "Administrator",
+    "Representative",
+    "Developer",
+    "Designer",
+    "Scientist",
+    "Partner",
 ];
 
 const LEVELS: &[&str] = &["", "", "", "Senior ", "Senior ", "Staff ", "Principal ", "Junior ", "Lead "];
 
 const APPS: &[&str] = &[
-    "Salesforce", "Slack", "GitHub", "Jira", "Confluence", "Zoom", "Workday", "ServiceNow", "Figma",
-    "Tableau", "Snowflake", "AWS", "Datadog", "Zendesk", "DocuSign", "Box", "Notion", "Miro",
+    "Salesforce",
+    "Slack",
+    "GitHub",
+    "Jira",
+    "Confluence",
+    "Zoom",
+    "Workday",
+    "ServiceNow",
+    "Figma",
+    "Tableau",
+    "Snowflake",
+    "AWS",
+    "Datadog",
+    "Zendesk",
+    "DocuSign",
+    "Box",
+    "Notion",
+    "Miro",
 ];
 
 const TEAM_WORDS: &[&str] = &[
-    "Platform", "Payments", "Identity", "Growth", "Mobile", "Web", "Infrastructure", "Reliability",
-    "Billing", "Search", "Analytics", "Onboarding", "Enterprise", "Partnerships", "Compliance", "Tooling",
+    "Platform",
+    "Payments",
+    "Identity",
+    "Growth",
+    "Mobile",
+    "Web",
+    "Infrastructure",
+    "Reliability",
+    "Billing",
+    "Search",
+    "Analytics",
+    "Onboarding",
+    "Enterprise",
+    "Partnerships",
+    "Compliance",
+    "Tooling",
 ];
 
 /// One user as generated: the attributes an IdP would provision.
@@ -138,7 +305,9 @@ impl OrgChart {
         let departments: Vec<String> = (0..profile.departments.max(1))
             .map(|index| match DEPARTMENTS.get(index) {
                 Some(name) => (*name).to_owned(),
-                None => format!("{} {}", DEPARTMENTS[index % DEPARTMENTS.len()], index / DEPARTMENTS.len() + 1),
+                None => {
+                    format!("{} {}", DEPARTMENTS[index % DEPARTMENTS.len()], index / DEPARTMENTS.len() + 1)
+                }
             })
             .collect();
         let department_weights = zipf_weights(departments.len(), 1.0);
@@ -147,7 +316,7 @@ impl OrgChart {
         for (rank, size) in sizes.into_iter().enumerate() {
             let mut rng = stream(seed, GROUP_SALT, rank as u64);
             let style = pick_style(profile.idp, &mut rng);
-            let display_name = group_name(rank, &departments, &mut rng);
+            let display_name = group_name(seed, rank, &departments, &mut rng);
             let external_id = external_id(style, &mut rng);
             let mut members: Vec<u32> = rand::seq::index::sample(&mut rng, users as usize, size)
                 .into_iter()
@@ -201,7 +370,8 @@ impl OrgChart {
             stream(self.seed, REVISION_SALT, ((index as u64) << 32) | revision as u64)
         };
         let given_name =
-            if revision == 0 { legal_given } else { *GIVEN_NAMES.choose(&mut rng).expect("names") }.to_owned();
+            if revision == 0 { legal_given } else { *GIVEN_NAMES.choose(&mut rng).expect("names") }
+                .to_owned();
         let department = self.departments[weighted_index(&self.department_weights, &mut rng)].clone();
         let title = if index == 0 {
             "Chief Executive Officer".to_owned()
@@ -271,27 +441,31 @@ fn external_id(style: Style, rng: &mut ChaCha8Rng) -> String {
         Style::Entra => uuid::Builder::from_random_bytes(bytes).into_uuid().to_string(),
         Style::Okta => {
             const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-            let tail: String = (0..17).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+            let tail: String =
+                (0..17).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
             format!("00u{tail}")
         }
     }
 }
 
-fn group_name(rank: usize, departments: &[String], rng: &mut ChaCha8Rng) -> String {
+fn group_name(seed: u64, rank: usize, departments: &[String], rng: &mut ChaCha8Rng) -> String {
     // Rank is appended to every name but the first few so that names stay unique (Entra
-    // matches groups by displayName and servers may enforce its uniqueness).
-    if rank == 0 {
-        return "All Employees".to_owned();
-    }
-    if rank <= departments.len() {
-        return format!("Dept - {}", departments[rank - 1]);
-    }
-    match rng.random_range(0..4) {
-        0 => format!("App - {} Users {rank}", APPS.choose(rng).expect("apps")),
-        1 => format!("Team - {} {rank}", TEAM_WORDS.choose(rng).expect("words")),
-        2 => format!("DL - {} {rank}", TEAM_WORDS.choose(rng).expect("words")),
-        _ => format!("SG-{}-{rank}", APPS.choose(rng).expect("apps").to_ascii_uppercase()),
-    }
+    // matches groups by displayName and servers may enforce its uniqueness). The seed tag
+    // keeps two seeds apart on one tenant, as the mail domain does for users: otherwise a
+    // second seed would find and adopt the first one's "All Employees".
+    let name = if rank == 0 {
+        "All Employees".to_owned()
+    } else if rank <= departments.len() {
+        format!("Dept - {}", departments[rank - 1])
+    } else {
+        match rng.random_range(0..4) {
+            0 => format!("App - {} Users {rank}", APPS.choose(rng).expect("apps")),
+            1 => format!("Team - {} {rank}", TEAM_WORDS.choose(rng).expect("words")),
+            2 => format!("DL - {} {rank}", TEAM_WORDS.choose(rng).expect("words")),
+            _ => format!("SG-{}-{rank}", APPS.choose(rng).expect("apps").to_ascii_uppercase()),
+        }
+    };
+    format!("{name} (s{seed})")
 }
 
 /// Group sizes by rank: exactly `largest_group` first, then a jittered Zipf law.
@@ -381,7 +555,7 @@ mod tests {
         assert_eq!(user.title, "Chief Executive Officer");
         assert_eq!(user.employee_number, "1000000");
         assert!(user.user_name.ends_with("0@s42.simulated.example"), "{}", user.user_name);
-        assert_eq!(chart.groups[0].display_name, "All Employees");
+        assert_eq!(chart.groups[0].display_name, "All Employees (s42)");
         let again = OrgChart::generate(42, &smoke());
         assert_eq!(again.user(17, 0), chart.user(17, 0));
     }
@@ -406,6 +580,16 @@ mod tests {
                 assert!(members.iter().all(|m| *m < chart.users));
             }
         }
+    }
+
+    #[test]
+    fn group_names_are_unique_and_carry_the_seed() {
+        let chart = OrgChart::generate(12, &Profile { groups: 500, users: 1000, ..smoke() });
+        let names: std::collections::HashSet<&str> =
+            chart.groups.iter().map(|g| g.display_name.as_str()).collect();
+        assert_eq!(names.len(), 500);
+        assert!(chart.groups.iter().all(|g| g.display_name.ends_with(" (s12)")));
+        assert_eq!(chart.groups[1].display_name, "Dept - Engineering (s12)");
     }
 
     #[test]

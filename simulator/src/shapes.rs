@@ -16,7 +16,8 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The non-URN schema Entra adds to groups (E14).
-pub const ENTRA_GROUP_SCHEMA: &str = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
+pub const ENTRA_GROUP_SCHEMA: &str =
+    "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
 
 /// Which IdP a user or group is driven by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -207,9 +208,9 @@ pub fn entra_user_update(after: &UserSpec, path_less: bool) -> Value {
 /// object (O5).
 pub fn set_active(style: Style, active: bool) -> Value {
     match style {
-        Style::Entra => {
-            patch(vec![json!({"op": "Replace", "path": "active", "value": if active { "True" } else { "False" }})])
-        }
+        Style::Entra => patch(vec![
+            json!({"op": "Replace", "path": "active", "value": if active { "True" } else { "False" }}),
+        ]),
         Style::Okta => patch(vec![json!({"op": "replace", "value": {"active": active}})]),
     }
 }
@@ -396,7 +397,10 @@ mod tests {
             json!([{"op": "Replace", "path": "active", "value": "False"}])
         );
         assert_eq!(set_active(Style::Entra, true)["Operations"][0]["value"], "True");
-        assert_eq!(set_active(Style::Okta, false)["Operations"], json!([{"op": "replace", "value": {"active": false}}]));
+        assert_eq!(
+            set_active(Style::Okta, false)["Operations"],
+            json!([{"op": "replace", "value": {"active": false}}])
+        );
     }
 
     #[test]
@@ -411,7 +415,10 @@ mod tests {
                 {"op": "add", "path": "members", "value": [{"value": "u1", "display": "u1@example.com"}]},
             ])
         );
-        assert_eq!(okta_replace_members(&[])["Operations"], json!([{"op": "replace", "path": "members", "value": []}]));
+        assert_eq!(
+            okta_replace_members(&[])["Operations"],
+            json!([{"op": "replace", "path": "members", "value": []}])
+        );
         assert_eq!(
             rename_group(Style::Okta, "g1", "New")["Operations"],
             json!([{"op": "replace", "value": {"id": "g1", "displayName": "New"}}])
@@ -428,7 +435,9 @@ mod tests {
         let with_paths = entra_user_update(&after, false);
         let ops = with_paths["Operations"].as_array().unwrap();
         assert!(ops.iter().all(|op| op["op"] == "Replace"), "capitalised ops (E1)");
-        assert!(ops.iter().any(|op| op["path"] == "emails[type eq \"work\"].value" && op["value"] == after.email));
+        assert!(
+            ops.iter().any(|op| op["path"] == "emails[type eq \"work\"].value" && op["value"] == after.email)
+        );
         assert!(ops.iter().any(|op| op["path"] == format!("{ENTERPRISE_SCHEMA}:employeeNumber")));
         let path_less = entra_user_update(&after, true);
         let value = &path_less["Operations"][0]["value"];
@@ -499,8 +508,13 @@ mod tests {
             "?filter=userName%20eq%20%22a%40b.c%22&startIndex=1&count=100"
         );
         assert_eq!(user_by_user_name(Style::Entra, "a"), "?filter=userName%20eq%20%22a%22");
-        assert_eq!(group_by_display_name(Style::Entra, "A B"), "?filter=displayName%20eq%20%22A%20B%22&excludedAttributes=members");
-        assert!(user_by_work_email("x@y").starts_with("?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq"));
+        assert_eq!(
+            group_by_display_name(Style::Entra, "A B"),
+            "?filter=displayName%20eq%20%22A%20B%22&excludedAttributes=members"
+        );
+        assert!(
+            user_by_work_email("x@y").starts_with("?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq")
+        );
         assert_eq!(filter_literal("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert!(test_connection("00000000-0000-0000-0000-000000000000").contains("userName%20eq"));
     }

@@ -17,7 +17,7 @@ use crate::shapes::{self, ENTERPRISE_SCHEMA};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Differences listed in the report; the count covers all of them.
@@ -125,7 +125,9 @@ fn manager_id(user: &Value) -> Option<String> {
     let id = match manager {
         Value::String(id) => Some(id.clone()),
         Value::Object(_) => get_ci(manager, "value").and_then(Value::as_str).map(str::to_owned),
-        Value::Array(items) => items.first().and_then(|m| get_ci(m, "value")).and_then(Value::as_str).map(str::to_owned),
+        Value::Array(items) => {
+            items.first().and_then(|m| get_ci(m, "value")).and_then(Value::as_str).map(str::to_owned)
+        }
         _ => None,
     };
     id.filter(|id| !id.is_empty())
@@ -157,7 +159,11 @@ pub fn compare_user(expected: &ExpectedUser, observed: &Value) -> Vec<Difference
     check("name.familyName", &expected.family_name, name.and_then(|n| get_ci(n, "familyName")));
     check("title", &expected.title, get_ci(observed, "title"));
     check("emails[type eq \"work\"].value", &expected.email, work_email(observed));
-    check("enterprise:employeeNumber", &expected.employee_number, enterprise.and_then(|e| get_ci(e, "employeeNumber")));
+    check(
+        "enterprise:employeeNumber",
+        &expected.employee_number,
+        enterprise.and_then(|e| get_ci(e, "employeeNumber")),
+    );
     check("enterprise:department", &expected.department, enterprise.and_then(|e| get_ci(e, "department")));
     // A boolean, not the "False" string Entra sent (E2).
     let active = get_ci(observed, "active");
@@ -241,7 +247,11 @@ pub fn member_ids(group: &Value) -> HashSet<String> {
     get_ci(group, "members")
         .and_then(Value::as_array)
         .map(|members| {
-            members.iter().filter_map(|m| get_ci(m, "value").and_then(Value::as_str)).map(str::to_owned).collect()
+            members
+                .iter()
+                .filter_map(|m| get_ci(m, "value").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -263,20 +273,23 @@ pub async fn read_group(
     group_id: &str,
     expected_count: usize,
 ) -> Result<Option<MemberRead>, String> {
-    let reply = match client.send(Call::get("verify.group", format!("/Groups/{group_id}")).accepting(&[404])).await
-    {
-        Ok(reply) if reply.status == 404 => return Ok(None),
-        Ok(reply) => reply,
-        Err(error) => return Err(format!("GET /Groups/{group_id}: {error}")),
-    };
+    let reply =
+        match client.send(Call::get("verify.group", format!("/Groups/{group_id}")).accepting(&[404])).await {
+            Ok(reply) if reply.status == 404 => return Ok(None),
+            Ok(reply) => reply,
+            Err(error) => return Err(format!("GET /Groups/{group_id}: {error}")),
+        };
     let display_name = get_ci(&reply.body, "displayName").and_then(Value::as_str).map(str::to_owned);
     let members = member_ids(&reply.body);
-    let flagged = reply.header("X-Scimflow-Members-Truncated").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let flagged =
+        reply.header("X-Scimflow-Members-Truncated").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if !flagged && members.len() >= expected_count {
         return Ok(Some(MemberRead { display_name, members, complete: true, method: "get" }));
     }
     match page_members(client, group_id, expected_count).await? {
-        Some(all) => Ok(Some(MemberRead { display_name, members: all, complete: true, method: "members-endpoint" })),
+        Some(all) => {
+            Ok(Some(MemberRead { display_name, members: all, complete: true, method: "members-endpoint" }))
+        }
         // Without a paging endpoint, a short list may be a truncation the server does not
         // announce, or real loss: the caller checks unseen members one by one.
         None => Ok(Some(MemberRead { display_name, members, complete: false, method: "sampled-filter" })),
@@ -300,12 +313,16 @@ async fn page_members(
             path.push_str(&format!("&cursor={}", shapes::encode_query_value(cursor)));
         }
         let call = Call::get("verify.members_page", path).accepting(&[400, 404, 405, 501]);
-        let reply = client.send(call).await.map_err(|error| format!("GET /Groups/{group_id}/members: {error}"))?;
-        let Some(resources) = get_ci(&reply.body, "Resources").and_then(Value::as_array).filter(|_| reply.is_success())
+        let reply =
+            client.send(call).await.map_err(|error| format!("GET /Groups/{group_id}/members: {error}"))?;
+        let Some(resources) =
+            get_ci(&reply.body, "Resources").and_then(Value::as_array).filter(|_| reply.is_success())
         else {
             return Ok(None);
         };
-        members.extend(resources.iter().filter_map(|m| get_ci(m, "value").and_then(Value::as_str)).map(str::to_owned));
+        members.extend(
+            resources.iter().filter_map(|m| get_ci(m, "value").and_then(Value::as_str)).map(str::to_owned),
+        );
         match get_ci(&reply.body, "nextCursor").and_then(Value::as_str) {
             Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
             _ => return Ok(Some(members)),
@@ -321,7 +338,8 @@ pub async fn has_member(client: &ScimClient, group_id: &str, user_id: &str) -> R
     loop {
         let path = format!("/Groups{}&startIndex={start}&count=100", shapes::groups_with_member(user_id));
         let reply = client.send(Call::get("verify.member_filter", path)).await.map_err(|e| e.to_string())?;
-        let resources = get_ci(&reply.body, "Resources").and_then(Value::as_array).cloned().unwrap_or_default();
+        let resources =
+            get_ci(&reply.body, "Resources").and_then(Value::as_array).cloned().unwrap_or_default();
         if resources.iter().any(|g| get_ci(g, "id").and_then(Value::as_str) == Some(group_id)) {
             return Ok(true);
         }
@@ -378,7 +396,14 @@ pub async fn verify(
                 }
                 Ok(reply) => compare_user(&expected, &reply.body),
                 Err(error) => {
-                    vec![Difference::new("User", Some(index), Some(&expected.id), "readable", "200", error.to_string())]
+                    vec![Difference::new(
+                        "User",
+                        Some(index),
+                        Some(&expected.id),
+                        "readable",
+                        "200",
+                        error.to_string(),
+                    )]
                 }
             };
             client.metrics().step();
@@ -422,7 +447,9 @@ pub async fn verify(
             Ok(reply) => {
                 let found = get_ci(&reply.body, "Resources")
                     .and_then(Value::as_array)
-                    .and_then(|r| r.iter().find(|u| get_ci(u, "id").and_then(Value::as_str) == Some(&expected.id)))
+                    .and_then(|r| {
+                        r.iter().find(|u| get_ci(u, "id").and_then(Value::as_str) == Some(&expected.id))
+                    })
                     .cloned();
                 match found {
                     Some(user) if get_ci(&user, "active") == Some(&Value::Bool(false)) => vec![],
@@ -458,8 +485,7 @@ pub async fn verify(
         summary.add(differences);
     }
     metrics.end_phase();
-    let summary = summary.lock().expect("summary lock").clone();
-    summary
+    summary.lock().expect("summary lock").clone()
 }
 
 /// (read method, differences, missing, extra) of one group, `None` if never provisioned.
@@ -476,10 +502,20 @@ async fn verify_group(
     let read = match read_group(client, &group_id, expected.len()).await {
         Ok(Some(read)) => read,
         Ok(None) => {
-            return Some(("get", vec![Difference::new("Group", Some(index), Some(&group_id), "exists", "yes", "404")], 0, 0));
+            return Some((
+                "get",
+                vec![Difference::new("Group", Some(index), Some(&group_id), "exists", "yes", "404")],
+                0,
+                0,
+            ));
         }
         Err(error) => {
-            return Some(("get", vec![Difference::new("Group", Some(index), Some(&group_id), "readable", "200", error)], 0, 0));
+            return Some((
+                "get",
+                vec![Difference::new("Group", Some(index), Some(&group_id), "readable", "200", error)],
+                0,
+                0,
+            ));
         }
     };
     let mut differences = Vec::new();
@@ -544,19 +580,6 @@ async fn verify_group(
         ));
     }
     Some((read.method, differences, missing.len(), extra_count))
-}
-
-/// Maps member ids back to user indices, for reading a diff (unknown ids stay as they are).
-pub fn describe_members(ids: &HashSet<String>, index: &HashMap<String, u32>) -> Vec<String> {
-    let mut described: Vec<String> = ids
-        .iter()
-        .map(|id| match index.get(id) {
-            Some(user) => format!("user#{user} ({id})"),
-            None => format!("unknown ({id})"),
-        })
-        .collect();
-    described.sort();
-    described
 }
 
 #[cfg(test)]
@@ -648,8 +671,6 @@ mod tests {
         assert_eq!(differences.len(), 2);
         assert!(differences[0].observed.contains('b'));
         assert!(differences[1].observed.contains('z'));
-        let index: HashMap<String, u32> = [("a".to_string(), 4)].into_iter().collect();
-        assert_eq!(describe_members(&observed, &index)[0], "unknown (c)");
     }
 
     #[test]

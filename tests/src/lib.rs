@@ -195,3 +195,74 @@ impl TestApp {
         created["id"].as_str().expect("id").to_owned()
     }
 }
+
+// ---- Pipelines with explicit settings, for the fault tests and `scimflow-bench` ----------------
+
+/// Fresh per-run settings on the real services, as [`spawn_app_on`] makes them: topics
+/// `scimflow.<label>.<run>.{commands,outcomes,changes}` with 3 command partitions, consumer
+/// group `scimflow-<label>-<run>`, keyspace `scimflow_<label>_<run[..16]>`.
+#[derive(Debug, Clone)]
+pub struct FreshServices {
+    pub run: String,
+    pub kafka: Option<KafkaConfig>,
+    pub projector: Option<KafkaProjectorConfig>,
+    pub cql: Option<CqlConfig>,
+}
+
+impl FreshServices {
+    /// Reads `SCIMFLOW_KAFKA_BROKERS` (when `kafka`) and `SCIMFLOW_CQL_NODES` (when `cql`); the
+    /// error names the missing variable. `label` must be lowercase letters, digits or `_`.
+    pub fn from_env(label: &str, kafka: bool, cql: bool) -> Result<FreshServices, String> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let mut fresh = FreshServices { run: run.clone(), kafka: None, projector: None, cql: None };
+        if kafka {
+            let brokers = std::env::var("SCIMFLOW_KAFKA_BROKERS")
+                .map_err(|_| "needs SCIMFLOW_KAFKA_BROKERS (deploy/local/services.sh up)".to_owned())?;
+            let mut config = KafkaConfig::new(brokers);
+            config.topic_prefix = format!("scimflow.{label}.{run}.");
+            config.command_partitions = 3;
+            let mut projector = KafkaProjectorConfig::new(config.clone());
+            projector.group_id = format!("scimflow-{label}-{run}");
+            fresh.kafka = Some(config);
+            fresh.projector = Some(projector);
+        }
+        if cql {
+            let nodes = std::env::var("SCIMFLOW_CQL_NODES")
+                .map_err(|_| "needs SCIMFLOW_CQL_NODES (deploy/local/services.sh up)".to_owned())?;
+            let mut config = CqlConfig::new(nodes.split(',').map(str::to_owned).collect());
+            config.keyspace = format!("scimflow_{label}_{}", &run[..16]);
+            fresh.cql = Some(config);
+        }
+        Ok(fresh)
+    }
+
+    /// Pipeline options (API and projector in this process) on these settings.
+    pub fn options(&self, data_dir: &std::path::Path, log: LogKind, store: StoreKind) -> PipelineOptions {
+        PipelineOptions {
+            data_dir: data_dir.to_owned(),
+            listen: "127.0.0.1:0".into(),
+            log,
+            store,
+            run_api: true,
+            run_projector: true,
+            api: ApiConfig::default(),
+            kafka: self.kafka.clone(),
+            projector: self.projector.clone(),
+            cql: self.cql.clone(),
+        }
+    }
+}
+
+/// Builds and serves `options` (tenants "acme" and "globex" are created first) and waits until a
+/// write round-trips. `data_dir` must be the directory `options.data_dir` points into.
+pub async fn spawn_app_with_options(options: PipelineOptions, data_dir: tempfile::TempDir) -> TestApp {
+    let app = App::build(options).await.expect("pipeline starts");
+    let now = chrono::Utc::now().timestamp_millis();
+    let (_, token) = app.tenants.create("acme", now).expect("tenant");
+    let (_, other_token) = app.tenants.create("globex", now).expect("tenant");
+    let base_url = app.base_url.clone().expect("API runs");
+    tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp { base_url, token, other_token, client: reqwest::Client::new(), data_dir };
+    test_app.wait_until_ready().await;
+    test_app
+}

@@ -1,0 +1,4 @@
+//! Delivery targets: Kafka topics and webhooks.
+
+pub mod kafka;
+pub mod webhook;
