@@ -54,6 +54,13 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Deliver applied changes from the Kafka changes topic to the subscriptions of a config file
+    /// (product topics, compacted state topics, signed webhooks); see docs/consumers.md.
+    Fanout {
+        /// Subscriptions (TOML or JSON).
+        #[arg(long, env = "SCIMFLOW_FANOUT_CONFIG")]
+        config: PathBuf,
+    },
     /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
     Migrate,
     /// Manage tenants and their tokens.
@@ -79,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             println!("scimflow projector is folding the Kafka command log; Ctrl-C stops it");
             app.run_until_stopped().await
         }
+        Command::Fanout { config } => fanout(&config).await,
         Command::Migrate => {
             let store = scimflow_store::cql::CqlStore::connect_from_env().await?.ok_or_else(|| {
                 anyhow::anyhow!("set SCIMFLOW_CQL_NODES (e.g. 127.0.0.1:9042) to migrate a CQL store")
@@ -88,6 +96,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Tenant { command } => tenant_cmd::run(command),
     }
+}
+
+async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
+    use scimflow_fanout::source::{DEFAULT_GROUP_ID, KafkaChangeSource};
+    let config = scimflow_fanout::config::FanoutConfig::load(config_path)?;
+    let kafka = scimflow_log::kafka::KafkaConfig::from_env()?;
+    let group = std::env::var("SCIMFLOW_FANOUT_GROUP_ID").unwrap_or_else(|_| DEFAULT_GROUP_ID.to_owned());
+    let source = KafkaChangeSource::new(&kafka, &group)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    println!("scimflow fanout is delivering changes from {}; Ctrl-C stops it", kafka.topics().changes);
+    Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
 }
 
 fn options(
