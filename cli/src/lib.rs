@@ -8,10 +8,12 @@
 //!   by `serve` and by the end-to-end tests.
 //! - [`pipeline`]: any topology: embedded or Kafka log, embedded or CQL store, API and/or
 //!   projector in this process.
+//! - [`ops`]: `scimflow replay|verify|history`, operating from the command log.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
 //! - [`telemetry`]: structured logging setup.
 
 pub mod embedded;
+pub mod ops;
 pub mod pipeline;
 pub mod telemetry;
 pub mod tenant_cmd;

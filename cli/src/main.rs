@@ -63,6 +63,12 @@ enum Command {
     },
     /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
     Migrate,
+    /// Rebuild the projection by folding the embedded command log (resumable; docs/operations.md).
+    Replay(scimflow::ops::replay::ReplayArgs),
+    /// Compare the store with the command log, name drifted rows, `--repair` them.
+    Verify(scimflow::ops::verify::VerifyArgs),
+    /// The change history of a User or Group from the command log, or its state `--at` an instant.
+    History(scimflow::ops::history::HistoryArgs),
     /// Manage tenants and their tokens.
     Tenant {
         #[command(subcommand)]
@@ -95,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant { command } => tenant_cmd::run(command),
+        Command::Replay(args) => scimflow::ops::replay::command(args),
+        Command::Verify(args) => scimflow::ops::verify::command(args),
+        Command::History(args) => scimflow::ops::history::command(args),
     }
 }
 

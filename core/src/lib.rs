@@ -20,9 +20,11 @@
 //! - [`overlay`]: a view over pending mutations, so a batch folds like single commands.
 //! - [`fold`]: folding a batch of commands in log order.
 //! - [`memory`]: the in-memory reference state.
+//! - [`checksum`]: deterministic per-tenant and per-resource digests of folded state (replay, verify).
 
 pub mod apply;
 pub mod change;
+pub mod checksum;
 pub mod command;
 pub mod decide;
 pub mod error;

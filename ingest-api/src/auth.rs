@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::ApiState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use std::future::{Ready, ready};
 
 /// The id of the tenant whose token authenticated the request.
@@ -44,8 +44,13 @@ pub fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Authenticates a request: its tenant id, or 401.
+/// Authenticates a request: its tenant id, or 401. A tenant already authenticated by the
+/// limits middleware (kept in the request extensions) is reused, so a token is looked up once.
 pub fn authenticate(request: &HttpRequest, state: &ApiState) -> Result<AuthenticatedTenant, ApiError> {
+    if let Some(tenant) = request.extensions().get::<AuthenticatedTenant>() {
+        tracing::Span::current().record("tenant_id", tenant.id());
+        return Ok(tenant.clone());
+    }
     let token = bearer_token(request)?;
     let tenant_id = state.auth.authenticate(token).ok_or_else(|| {
         tracing::info!("AuthenticationRejected");

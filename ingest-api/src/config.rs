@@ -2,6 +2,9 @@
 //! in `scim/idp-quirks.md`. Every limit here is also what `/ServiceProviderConfig` advertises,
 //! so clients can see the rules they are held to.
 
+use crate::limits::LimitsConfig;
+use crate::runtime::ApiRuntime;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Limits and behaviour switches of the SCIM API.
@@ -40,6 +43,24 @@ pub struct ApiConfig {
     pub retry_after: Duration,
     /// Resources read per store call while scanning for a filter without an index.
     pub scan_batch_size: usize,
+    /// Per-tenant rate and concurrency limits (429 + `Retry-After` beyond them). None by
+    /// default; a server sets [`LimitsConfig::recommended`] or its own.
+    pub limits: LimitsConfig,
+    /// `tenant_class` metric label by tenant id; tenants not named get
+    /// [`default_tenant_class`](Self::default_tenant_class). Keeps metric cardinality bounded:
+    /// the tenant id itself is never a label unless mapped to a class of its own here.
+    pub tenant_classes: HashMap<String, String>,
+    /// `tenant_class` of tenants not in [`tenant_classes`](Self::tenant_classes) (`standard`).
+    pub default_tenant_class: String,
+    /// How long `/readyz` waits for the store (and each extra probe) before calling it down.
+    pub readiness_timeout: Duration,
+    /// How long a failed append keeps the log "unreachable" for `/readyz` when no later append
+    /// succeeded (see [`LogHealth`](crate::runtime::LogHealth)).
+    pub log_failure_window: Duration,
+    /// How long a stopping server waits for in-flight requests before closing them.
+    pub shutdown_timeout: Duration,
+    /// Shared runtime state (metrics, limiter buckets, log health); ignored by `==`.
+    pub runtime: ApiRuntime,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +79,13 @@ impl Default for ApiConfig {
             group_patch_returns_body: false,
             retry_after: Duration::from_secs(5),
             scan_batch_size: 500,
+            limits: LimitsConfig::default(),
+            tenant_classes: HashMap::new(),
+            default_tenant_class: "standard".to_owned(),
+            readiness_timeout: Duration::from_secs(2),
+            log_failure_window: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            runtime: ApiRuntime::default(),
         }
     }
 }

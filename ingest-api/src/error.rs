@@ -34,6 +34,10 @@ pub enum ApiError {
     /// The log or the store cannot serve the request now; the client should retry.
     #[error("service unavailable: {reason}")]
     Unavailable { reason: String, retry_after_secs: u64 },
+    /// The tenant is over its rate or concurrency limit (429 + `Retry-After`). RFC 7644 has no
+    /// `scimType` for it, so the body carries the status and a detail only.
+    #[error("too many requests ({reason}); retry after {retry_after_secs} s")]
+    TooManyRequests { reason: &'static str, retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::MissingToken | ApiError::InvalidToken => 401,
             ApiError::Extended { status, .. } => *status,
             ApiError::Unavailable { .. } => 503,
+            ApiError::TooManyRequests { .. } => 429,
         }
     }
 
@@ -95,6 +100,18 @@ impl ApiError {
                 503,
                 None,
                 &format!("the service is temporarily unavailable; retry after {retry_after_secs} seconds"),
+            ),
+            ApiError::TooManyRequests { reason, retry_after_secs } => error_body(
+                429,
+                None,
+                &match *reason {
+                    "concurrency" => format!(
+                        "too many concurrent requests for this tenant; retry after {retry_after_secs} seconds"
+                    ),
+                    _ => format!(
+                        "request rate limit of this tenant exceeded; retry after {retry_after_secs} seconds"
+                    ),
+                },
             ),
         }
     }
@@ -130,7 +147,8 @@ impl ResponseError for ApiError {
                     "Bearer realm=\"scimflow\", error=\"invalid_token\"",
                 ));
             }
-            ApiError::Unavailable { retry_after_secs, .. } => {
+            ApiError::Unavailable { retry_after_secs, .. }
+            | ApiError::TooManyRequests { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             ApiError::Scim(_) | ApiError::Extended { .. } => {}

@@ -20,6 +20,11 @@
 //! - [`render`]: resources as answered: `meta.location`, `groups`/`members`, projection, ETag.
 //! - [`routes`]: the thin handlers.
 //! - [`startup`]: [`configure`], [`build_server`], [`Application`].
+//! - [`limits`]: per-tenant token bucket and concurrency cap (429 + `Retry-After`).
+//! - [`metrics`]: the Prometheus metrics; [`observe`]: the middleware that authenticates,
+//!   limits and measures every SCIM request, and `/healthz`, `/readyz`, `/metrics`.
+//! - [`runtime`]: [`runtime::ApiRuntime`], the shared metrics, limiter and log health, kept in
+//!   [`ApiConfig::runtime`].
 //! - [`testing`]: an in-memory log + store that folds with core, for HTTP-level tests.
 //!
 //! ## Decisions clients can see
@@ -37,6 +42,10 @@
 //!   [`ApiConfig::max_results`]; cursor pages (`cursor=`) omit `totalResults`.
 //! - Log or store unavailable, or an outcome later than the write path's timeout: 503 with
 //!   `Retry-After`.
+//! - A tenant over its rate or concurrency limit ([`ApiConfig::limits`]): 429 with
+//!   `Retry-After` and a SCIM error body without `scimType`.
+//! - `/healthz`, `/readyz` and `/metrics` live at the root, outside the base path, and need no
+//!   token.
 //!
 //! ## Quick start
 //! ```no_run
@@ -52,9 +61,13 @@ pub mod body;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod observe;
 pub mod operations;
 pub mod render;
 pub mod routes;
+pub mod runtime;
 pub mod search;
 pub mod startup;
 pub mod state;

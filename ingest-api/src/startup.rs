@@ -13,23 +13,43 @@
 //! ```
 
 use crate::context::trace_request;
+use crate::observe;
 use crate::routes::{self, bulk, discovery, list, members, resources};
 use crate::state::ApiState;
+use actix_web::body::BoxBody;
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::dev::ServiceRequest;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use scimflow_core::ResourceKind;
 use std::net::TcpListener;
 
 /// Registers the SCIM API under `state.config.base_path` on an actix `App` or scope:
-/// `App::new().configure(configure(state))`.
+/// `App::new().configure(configure(state))`, and the operational endpoints `/healthz`,
+/// `/readyz` and `/metrics` at the root (registered first, so they win even when the base path
+/// is `/`).
 pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config: &mut web::ServiceConfig| {
         let base_path = state.config.normalized_base_path();
+        let (ready_state, metrics_state, observed) = (state.clone(), state.clone(), state.clone());
+        config
+            .service(web::resource("/healthz").route(web::get().to(observe::healthz)))
+            .service(
+                web::resource("/readyz").route(web::get().to(move || observe::readyz(ready_state.clone()))),
+            )
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(move || observe::metrics(metrics_state.clone()))),
+            );
         let data = web::Data::new(state);
         config.service(
             web::scope(&base_path)
                 .app_data(data)
+                // Registered before the tracing middleware, so it runs inside the request span
+                // and a 429 still gets a request id.
+                .wrap(from_fn(move |request: ServiceRequest, next: Next<BoxBody>| {
+                    observe::observe_request(observed.clone(), request, next)
+                }))
                 .wrap(from_fn(trace_request))
                 .service(resource_type_scope("/Users", ResourceKind::User))
                 .service(resource_type_scope("/Groups", ResourceKind::Group))
@@ -76,9 +96,17 @@ fn resource_type_scope(path: &str, kind: ResourceKind) -> actix_web::Scope {
 }
 
 /// An HTTP server serving the SCIM API on `listener` (already bound; port 0 for tests).
+///
+/// On SIGINT/SIGTERM (or [`ServerHandle::stop(true)`](actix_web::dev::ServerHandle::stop)) it
+/// stops accepting connections and lets in-flight requests finish for up to
+/// [`ApiConfig::shutdown_timeout`](crate::ApiConfig::shutdown_timeout): a write already on the
+/// log still gets its outcome answered.
 pub fn build_server(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
-    let server =
-        HttpServer::new(move || App::new().configure(configure(state.clone()))).listen(listener)?.run();
+    let shutdown_secs = state.config.shutdown_timeout.as_secs();
+    let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
+        .shutdown_timeout(shutdown_secs)
+        .listen(listener)?
+        .run();
     Ok(server)
 }
 

@@ -8,12 +8,13 @@
 
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::tenant_class;
 use crate::state::ApiState;
 use scimflow_core::ResourceKind;
 use scimflow_core::command::{Action, Command, CommandMetadata};
 use scimflow_log::SubmitError;
 use scimflow_log::outcome::Accepted;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// One write, as the handlers parsed it.
 #[derive(Debug, Clone)]
@@ -68,7 +69,27 @@ pub async fn submit(
 ) -> ApiResult<Accepted> {
     let command = build_command(context, request);
     let retry_after_secs = state.config.retry_after_seconds();
-    let outcome = state.write.submit(&command).await.map_err(|error| {
+    let started = Instant::now();
+    let submitted = state.write.submit(&command).await;
+    // The log has no health call: readiness learns about it from the appends (see LogHealth).
+    let runtime = &state.config.runtime;
+    let result_label = match &submitted {
+        Ok(outcome) if outcome.result.is_ok() => "accepted",
+        Ok(_) => "rejected",
+        Err(SubmitError::Log(_)) => "log_unavailable",
+        Err(SubmitError::OutcomeTimeout(_)) => "timeout",
+    };
+    match &submitted {
+        Err(SubmitError::Log(_)) => runtime.log_health().record_failure(),
+        _ => runtime.log_health().record_success(),
+    }
+    let class = tenant_class(&state.config, context.tenant_id());
+    runtime
+        .metrics()
+        .outcome_wait
+        .with_label_values(&[class, result_label])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = submitted.map_err(|error| {
         tracing::warn!(
             event_id = %command.event_id,
             kind = command.kind.name(),

@@ -81,6 +81,13 @@ fn index_code(index: IndexName) -> u8 {
     }
 }
 
+fn index_from_code(code: u8) -> StoreResult<IndexName> {
+    [IndexName::UserName, IndexName::ExternalId, IndexName::DisplayName, IndexName::EmailValue]
+        .into_iter()
+        .find(|index| index_code(*index) == code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown index code {code}")))
+}
+
 fn encode_resource(stored: &StoredResource) -> Vec<u8> {
     let mut bytes = stored.version.to_be_bytes().to_vec();
     // Serialising a serde_json::Value cannot fail.
@@ -238,6 +245,90 @@ impl EmbeddedStore {
         let current = counts.get(key)?.map(|count| count.value()).unwrap_or(0);
         counts.insert(key, current.saturating_add_signed(delta))?;
         Ok(())
+    }
+
+    // --- operator tools (`scimflow verify`): whole-tenant reads and repair writes ---
+
+    /// Every row of every tenant (or only `only`), as in-memory states keyed by tenant, with the
+    /// stored per-kind resource counts. Loads everything: for verification, not for serving.
+    #[allow(clippy::type_complexity)]
+    pub fn dump_tenants(
+        &self,
+        only: Option<&str>,
+    ) -> StoreResult<std::collections::BTreeMap<String, (scimflow_core::memory::MemoryState, [u64; 2])>> {
+        use scimflow_core::memory::MemoryState;
+        let txn = self.read()?;
+        let mut tenants: std::collections::BTreeMap<String, (MemoryState, [u64; 2])> = Default::default();
+        let wanted = |tenant: &str| only.is_none_or(|only| only == tenant);
+        let resources = txn.open_table(RESOURCES).map_err(unavailable)?;
+        for entry in resources.iter().map_err(unavailable)? {
+            let (key, value) = entry.map_err(unavailable)?;
+            let (tenant, kind, id) = key.value();
+            if wanted(tenant) {
+                let stored = decode_resource(value.value())?;
+                let state = &mut tenants.entry(tenant.to_owned()).or_default().0;
+                state.resources.insert((kind_from_code(kind)?, id.to_owned()), stored);
+            }
+        }
+        let index = txn.open_table(INDEX).map_err(unavailable)?;
+        for entry in index.iter().map_err(unavailable)? {
+            let (key, _) = entry.map_err(unavailable)?;
+            let (tenant, kind, index, value, id) = key.value();
+            if wanted(tenant) {
+                let index = index_from_code(index)?;
+                let state = &mut tenants.entry(tenant.to_owned()).or_default().0;
+                let slot = (kind_from_code(kind)?, index, value.to_owned());
+                state.index.entry(slot).or_default().insert(id.to_owned());
+            }
+        }
+        let memberships = txn.open_table(MEMBERSHIPS).map_err(unavailable)?;
+        for entry in memberships.iter().map_err(unavailable)? {
+            let (key, value) = entry.map_err(unavailable)?;
+            let (tenant, group, member) = key.value();
+            if wanted(tenant) {
+                let member = decode_member(member, value.value())?;
+                let state = &mut tenants.entry(tenant.to_owned()).or_default().0;
+                state.members.entry(group.to_owned()).or_default().insert(member.value.clone(), member);
+            }
+        }
+        let member_of = txn.open_table(MEMBER_OF).map_err(unavailable)?;
+        for entry in member_of.iter().map_err(unavailable)? {
+            let (key, _) = entry.map_err(unavailable)?;
+            let (tenant, member, group) = key.value();
+            if wanted(tenant) {
+                let state = &mut tenants.entry(tenant.to_owned()).or_default().0;
+                state.member_of.entry(member.to_owned()).or_default().insert(group.to_owned());
+            }
+        }
+        let counts = txn.open_table(COUNTS).map_err(unavailable)?;
+        for entry in counts.iter().map_err(unavailable)? {
+            let (key, count) = entry.map_err(unavailable)?;
+            let (tenant, kind) = key.value();
+            if wanted(tenant) {
+                let slot = usize::from(kind_from_code(kind)? == ResourceKind::Group);
+                tenants.entry(tenant.to_owned()).or_default().1[slot] = count.value();
+            }
+        }
+        Ok(tenants)
+    }
+
+    /// Applies `mutations` to one tenant's rows and sets its resource counts to `counts`
+    /// (`[users, groups]`), durably, **without** moving any log position or touching the change
+    /// feed: a repair makes rows agree with the log, it folds nothing new.
+    pub fn repair(&self, tenant: &str, mutations: &[Mutation], counts: [u64; 2]) -> StoreResult<()> {
+        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        txn.set_durability(Durability::Immediate).map_err(unavailable)?;
+        let write = || -> Result<(), redb::Error> {
+            for mutation in mutations {
+                Self::apply_mutation(&txn, tenant, mutation)?;
+            }
+            let mut table = txn.open_table(COUNTS)?;
+            table.insert((tenant, kind_code(ResourceKind::User)), counts[0])?;
+            table.insert((tenant, kind_code(ResourceKind::Group)), counts[1])?;
+            Ok(())
+        };
+        write().map_err(unavailable)?;
+        txn.commit().map_err(unavailable)
     }
 
     // --- synchronous reads shared by the fold view and the async reader ---

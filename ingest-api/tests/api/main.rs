@@ -8,6 +8,7 @@ mod groups;
 mod helpers;
 mod idp_quirks;
 mod list;
+mod observability;
 mod server;
 mod tenants;
 mod users;

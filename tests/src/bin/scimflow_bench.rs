@@ -1,26 +1,43 @@
-//! `scimflow-bench`: benchmarks of the embedded pipeline over real HTTP, server in-process.
+//! `scimflow-bench`: benchmarks of the pipeline over real HTTP, server in-process, on any
+//! topology: `--log embedded|kafka`, `--store embedded|cql` (default: embedded, embedded).
 //!
-//! - `writes`: acknowledged writes per second and latency with N concurrent clients.
+//! - `writes`: acknowledged writes per second and latency with N concurrent clients, and where the
+//!   time goes (produce, projector rounds) as far as the pipeline's own events tell.
 //! - `membership`: a group grown to each size (default 1k, 100k, 1M members); PATCH add/remove of
-//!   one member, and `GET ?excludedAttributes=members`, latency at each size, and the process RSS.
+//!   one member, and `GET ?excludedAttributes=members`, latency at each size, and the RSS of this
+//!   process (API + projector) and of the Kafka / Cassandra JVMs. `--page-all` also pages every
+//!   member through `GET /Groups/{id}/members?count=1000&cursor=..` at each size (time, peak
+//!   RSS, and that exactly the group's members come back, in id order).
+//!
+//! On Kafka and CQL the run gets fresh topics (`scimflow.bench.<run>.*`, 3 command partitions),
+//! consumer group and keyspace, like the end-to-end tests, from `SCIMFLOW_KAFKA_BROKERS` and
+//! `SCIMFLOW_CQL_NODES`; they are deleted at the end unless `--keep`.
 //!
 //! Groups are grown by appending commands to the log directly (the same commands the API would
-//! append, folded by the same projector), because creating a million users one HTTP request at a
-//! time would measure setup rather than the behaviour under test. Everything measured goes through
-//! HTTP. Results print as a table and, with `--json`, as JSON.
+//! append, folded by the same projector): the embedded log, or a `KafkaLog` producing to the
+//! run's commands topic. Creating a million users one HTTP request at a time would measure setup
+//! rather than the behaviour under test. Each seeding step appends its commands (4096 in flight),
+//! then one marker user, and waits until `GET /Users/<marker>` answers 200: a tenant's commands
+//! are folded in log order, so everything before the marker is folded then. Members are added
+//! 1000 per PATCH command, at most 100 commands (100,000 members) per step, so no single
+//! projector batch is larger than that. Everything measured goes through HTTP. Results print as
+//! a table and, with `--json`, as JSON.
 
 use clap::{Parser, Subcommand};
 use futures_util::future::join_all;
-use scimflow::embedded::EmbeddedApp;
+use scimflow::pipeline::{App, LogKind, StoreKind};
 use scimflow_core::command::{Action, Command, CommandMetadata};
 use scimflow_core::patch::parse_patch_request;
 use scimflow_core::resource::normalize_resource;
 use scimflow_core::{ResourceKind, SchemaRegistry};
-use scimflow_ingest_api::ApiConfig;
 use scimflow_log::CommandLog;
-use scimflow_store::StoreWriter;
+use scimflow_log::kafka::KafkaLog;
+use scimflow_tests::FreshServices;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing_subscriber::prelude::*;
 
 // glibc malloc showed up as ~18% of CPU under write load; mimalloc serves the many small
 // JSON allocations of a request with far less contention.
@@ -34,6 +51,24 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long, global = true)]
     json: Option<std::path::PathBuf>,
+    /// The command log: the embedded redb log, or Kafka (`SCIMFLOW_KAFKA_BROKERS`).
+    #[arg(long, global = true, value_enum, default_value = "embedded")]
+    log: LogKind,
+    /// The store: the embedded redb store, or CQL (`SCIMFLOW_CQL_NODES`).
+    #[arg(long, global = true, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// Keep the run's Kafka topics and CQL keyspace (deleted at the end by default).
+    #[arg(long, global = true)]
+    keep: bool,
+    /// A librdkafka setting for every client, like `SCIMFLOW_KAFKA_CLIENT_<KEY>`
+    /// (e.g. `--kafka-setting retry.backoff.ms=10`); repeatable.
+    #[arg(long = "kafka-setting", global = true, value_parser = parse_setting)]
+    kafka_settings: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not key=value"))?;
+    Ok((key.trim().to_owned(), value.trim().to_owned()))
 }
 
 #[derive(Subcommand)]
@@ -52,6 +87,9 @@ enum Mode {
         /// Measured PATCH pairs (add + remove one member) per size.
         #[arg(long, default_value_t = 300)]
         iterations: usize,
+        /// Also page through all members at each size (time and peak RSS).
+        #[arg(long)]
+        page_all: bool,
     },
 }
 
@@ -62,13 +100,16 @@ struct Percentiles {
 }
 
 fn percentiles(samples: &mut [Duration]) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles { p50: 0.0, p99: 0.0, max: 0.0 };
+    }
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
     Percentiles { p50: at(0.50), p99: at(0.99), max: at(1.0) }
 }
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn rss_of(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|line| line.starts_with("VmRSS:"))
@@ -78,44 +119,210 @@ fn rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+fn rss_mib() -> f64 {
+    rss_of("self")
+}
+
+/// RSS of a JVM started by `deploy/local/services.sh` (its pid file), if it runs here.
+fn service_rss_mib(service: &str) -> Option<f64> {
+    let state = std::env::var("SERVICES_STATE").unwrap_or_else(|_| {
+        format!("{}/.cache/scimflow-services/state", std::env::var("HOME").unwrap_or_default())
+    });
+    let pid = std::fs::read_to_string(format!("{state}/{service}/{service}.pid")).ok()?;
+    let rss = rss_of(pid.trim());
+    (rss > 0.0).then_some(rss)
+}
+
+fn services_rss(log: LogKind, store: StoreKind) -> Value {
+    let mut rss = json!({});
+    if log == LogKind::Kafka {
+        rss["kafka_rss_mib"] = json!(service_rss_mib("kafka"));
+    }
+    if store == StoreKind::Cql {
+        rss["cassandra_rss_mib"] = json!(service_rss_mib("cassandra"));
+    }
+    rss
+}
+
+// ---- where the time goes: the pipeline's own events ---------------------------------------------
+
+/// Timings taken from the pipeline's events: `CommandsProduced {elapsed_ms}` (the Kafka log's
+/// append, per command), and the projector's rounds: `EventsProjected` ends a fold (store commit
+/// included), `ChangesPublished` ends a Kafka projector's transaction.
+#[derive(Default)]
+struct Timings {
+    produce: Vec<Duration>,
+    fold: Vec<Duration>,
+    transaction: Vec<Duration>,
+    commands_per_fold: Vec<u64>,
+    round_ended: Option<Instant>,
+    fold_ended: Option<Instant>,
+}
+
+static TIMINGS: Mutex<Option<Timings>> = Mutex::new(None);
+
+#[derive(Default)]
+struct EventFields {
+    message: String,
+    elapsed_ms: Option<u64>,
+    commands: Option<u64>,
+}
+
+impl tracing::field::Visit for EventFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match field.name() {
+            "elapsed_ms" => self.elapsed_ms = Some(value),
+            "commands" | "outcomes" => self.commands = Some(value),
+            _ => {}
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.record_u64(field, value.max(0) as u64);
+    }
+}
+
+struct TimingLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TimingLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let now = Instant::now();
+        let mut guard = TIMINGS.lock().unwrap();
+        let Some(timings) = guard.as_mut() else { return };
+        match fields.message.as_str() {
+            "CommandsProduced" => {
+                timings.produce.push(Duration::from_millis(fields.elapsed_ms.unwrap_or(0)));
+            }
+            "EventsProjected" => {
+                if let Some(started) = timings.round_ended {
+                    timings.fold.push(now - started);
+                }
+                timings.commands_per_fold.push(fields.commands.unwrap_or(0));
+                timings.fold_ended = Some(now);
+                timings.round_ended = Some(now);
+            }
+            "ChangesPublished" => {
+                if let Some(folded) = timings.fold_ended.take() {
+                    timings.transaction.push(now - folded);
+                }
+                timings.round_ended = Some(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn init_tracing() {
+    let timing = tracing_subscriber::filter::Targets::new()
+        .with_target("scimflow_log", tracing::Level::DEBUG)
+        .with_target("scimflow_projector", tracing::Level::DEBUG);
+    // Warnings and errors on stderr; `RUST_LOG` chooses others.
+    let shown = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(TimingLayer.with_filter(timing))
+        .with(tracing_subscriber::fmt::layer().with_writer(log_writer).with_filter(shown))
+        .init();
+}
+
+/// Set while the run's topics and keyspace are deleted under the still running pipeline.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+fn log_writer() -> Box<dyn std::io::Write> {
+    if QUIET.load(Ordering::Relaxed) { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) }
+}
+
+// ---- the pipeline under test ----------------------------------------------------------------------
+
 struct Harness {
     app_url: String,
     token: String,
     tenant_id: String,
     client: reqwest::Client,
-    log: scimflow_log::embedded::EmbeddedLog,
-    store: scimflow_store::embedded::EmbeddedStore,
+    /// Where seeding appends: the embedded log, or a producer to the run's commands topic.
+    log: Arc<dyn CommandLog>,
+    fresh: FreshServices,
+    topology: (LogKind, StoreKind),
+    markers: AtomicU64,
+    registry: SchemaRegistry,
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> Harness {
+async fn start(log: LogKind, store: StoreKind, kafka_settings: &[(String, String)]) -> Harness {
+    let mut fresh = FreshServices::from_env("bench", log == LogKind::Kafka, store == StoreKind::Cql)
+        .unwrap_or_else(|why| panic!("--log {log:?} --store {store:?} {why}"));
+    if let (Some(kafka), Some(projector)) = (fresh.kafka.as_mut(), fresh.projector.as_mut()) {
+        kafka.client_settings.extend(kafka_settings.iter().cloned());
+        projector.kafka = kafka.clone();
+    }
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = EmbeddedApp::build(dir.path(), "127.0.0.1:0", ApiConfig::default()).await.expect("app");
+    let app = App::build(fresh.options(dir.path(), log, store)).await.expect("app");
     let (tenant, token) = app.tenants.create("bench", 0).expect("tenant");
+    let seed_log: Arc<dyn CommandLog> = match log {
+        LogKind::Embedded => Arc::new(app.embedded_log.clone().expect("embedded log")),
+        LogKind::Kafka => Arc::new(KafkaLog::new(fresh.kafka.as_ref().expect("kafka")).expect("producer")),
+    };
     let harness = Harness {
-        app_url: app.base_url.clone(),
+        app_url: app.base_url.clone().expect("API"),
         token,
         tenant_id: tenant.id,
         client: reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap(),
-        log: app.log.clone(),
-        store: app.store.clone(),
+        log: seed_log,
+        fresh,
+        topology: (log, store),
+        markers: AtomicU64::new(0),
+        registry: SchemaRegistry::standard(),
         _dir: dir,
     };
     tokio::spawn(app.run_until_stopped());
+    harness.wait_until_ready().await;
     harness
 }
 
 impl Harness {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Duration) {
+        let (status, elapsed, _) = self.send_reading(method, path, body).await;
+        (status, elapsed)
+    }
+
+    async fn send_reading(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Duration, Vec<u8>) {
         let started = Instant::now();
-        let mut request = self.client.request(method, format!("{}{path}", self.app_url)).bearer_auth(&self.token);
+        let mut request =
+            self.client.request(method, format!("{}{path}", self.app_url)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.header("Content-Type", "application/scim+json").body(body.to_string());
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
-        let _ = response.bytes().await;
-        (status, started.elapsed())
+        let bytes = response.bytes().await.map(|bytes| bytes.to_vec()).unwrap_or_default();
+        (status, started.elapsed(), bytes)
+    }
+
+    /// A Kafka projector first has to join its group: wait until a write round-trips.
+    async fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let body = json!({"userName": format!("ready-{}", uuid::Uuid::new_v4())});
+            let (status, _) = self.send(reqwest::Method::POST, "/Users", Some(&body)).await;
+            if status == 201 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "pipeline not ready: last status {status}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     fn command(&self, kind: ResourceKind, id: &str, action: Action) -> Command {
@@ -131,17 +338,69 @@ impl Harness {
         }
     }
 
-    /// Appends commands straight to the log (many in flight) and waits until all are folded.
-    async fn seed(&self, commands: Vec<Command>) {
-        for chunk in commands.chunks(4096) {
-            let appends = chunk.iter().map(|command| self.log.append(&self.tenant_id, command.encode(), Vec::new()));
+    fn user_command(&self, id: &str, user_name: &str) -> Command {
+        let body = json!({"userName": user_name, "active": true});
+        let resource = normalize_resource(&self.registry, ResourceKind::User, &body).expect("valid user");
+        self.command(ResourceKind::User, id, Action::Create(resource))
+    }
+
+    /// Appends `count` commands made by `make(index)` straight to the log (4096 in flight), then a
+    /// marker user, and waits until the marker is readable through the API: the tenant's
+    /// commands are folded in log order, so all of them are folded by then.
+    async fn seed(&self, count: usize, make: impl Fn(usize) -> Command) {
+        let mut next = 0;
+        while next < count {
+            let end = (next + 4096).min(count);
+            let commands: Vec<Command> = (next..end).map(&make).collect();
+            let appends =
+                commands.iter().map(|command| self.log.append(&self.tenant_id, command.encode(), Vec::new()));
             for appended in join_all(appends).await {
                 appended.expect("seed append");
             }
+            next = end;
         }
-        let end = self.log.end_offset();
-        while self.store.next_offset(0).expect("store position") < end {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let marker = format!("seed-marker-{}", self.markers.fetch_add(1, Ordering::Relaxed));
+        let command = self.user_command(&marker, &format!("{marker}@bench.example"));
+        self.log.append(&self.tenant_id, command.encode(), Vec::new()).await.expect("marker append");
+        loop {
+            let (status, _) = self.send(reqwest::Method::GET, &format!("/Users/{marker}"), None).await;
+            if status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the run's topics and keyspace (unless `--keep`).
+    async fn clean_up(&self, keep: bool) {
+        QUIET.store(true, Ordering::Relaxed);
+        if keep {
+            println!(
+                "kept: run {} (topics scimflow.bench.{}.*, keyspace of that run)",
+                self.fresh.run, self.fresh.run
+            );
+            return;
+        }
+        if let Some(kafka) = &self.fresh.kafka {
+            use rdkafka::admin::{AdminClient, AdminOptions};
+            let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+                kafka.client_config(&[]).create().expect("admin client");
+            let topics = kafka.topics();
+            let names = [topics.commands.as_str(), topics.outcomes.as_str(), topics.changes.as_str()];
+            if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
+                eprintln!("could not delete the run's topics: {error}");
+            }
+        }
+        if let Some(cql) = &self.fresh.cql {
+            match scimflow_store::cql::CqlStore::connect(cql.clone()).await {
+                Ok(store) => {
+                    let drop = format!("DROP KEYSPACE IF EXISTS {}", cql.keyspace);
+                    if let Err(error) = store.session().query_unpaged(drop, ()).await {
+                        eprintln!("could not drop keyspace {}: {error}", cql.keyspace);
+                    }
+                }
+                Err(error) => eprintln!("could not connect to drop keyspace {}: {error}", cql.keyspace),
+            }
         }
     }
 }
@@ -150,75 +409,208 @@ fn user_id(index: usize) -> String {
     format!("user-{index:08}")
 }
 
-async fn bench_writes(clients: usize, seconds: u64) -> Value {
-    let harness = start().await;
+fn topology_json(harness: &Harness) -> Value {
+    let (log, store) = harness.topology;
+    json!({"log": format!("{log:?}").to_lowercase(), "store": format!("{store:?}").to_lowercase()})
+}
+
+// ---- writes -------------------------------------------------------------------------------------
+
+fn mean_ms(samples: &[Duration]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / samples.len() as f64
+}
+
+async fn bench_writes(harness: &Harness, clients: usize, seconds: u64) -> Value {
+    *TIMINGS.lock().unwrap() = Some(Timings::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let workers = (0..clients).map(|worker| {
-        let harness = &harness;
-        async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            let mut sequence = 0usize;
-            while Instant::now() < deadline {
-                sequence += 1;
-                let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": format!("w{worker}-{sequence}@example.com"), "active": true,
-                    "emails": [{"value": format!("w{worker}-{sequence}@example.com"), "type": "work", "primary": true}]});
-                let (status, elapsed) = harness.send(reqwest::Method::POST, "/Users", Some(&body)).await;
-                if status == 201 { latencies.push(elapsed) } else { errors += 1 }
-            }
-            (latencies, errors)
+    let workers = (0..clients).map(|worker| async move {
+        let mut latencies = Vec::new();
+        let mut errors = 0usize;
+        let mut sequence = 0usize;
+        while Instant::now() < deadline {
+            sequence += 1;
+            let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("w{worker}-{sequence}@example.com"), "active": true,
+                "emails": [{"value": format!("w{worker}-{sequence}@example.com"), "type": "work", "primary": true}]});
+            let (status, elapsed) = harness.send(reqwest::Method::POST, "/Users", Some(&body)).await;
+            if status == 201 { latencies.push(elapsed) } else { errors += 1 }
         }
+        (latencies, errors)
     });
     let started = Instant::now();
     let results = join_all(workers).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let timings = TIMINGS.lock().unwrap().take().unwrap_or_default();
     let errors: usize = results.iter().map(|(_, errors)| errors).sum();
     let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
     let acknowledged = latencies.len();
+    let mean = mean_ms(&latencies);
     let stats = percentiles(&mut latencies);
     let rate = acknowledged as f64 / elapsed;
-    println!("writes: {clients} clients, {elapsed:.1} s: {acknowledged} acknowledged ({rate:.0}/s), {errors} errors");
-    println!("  latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {:.0} MiB", stats.p50, stats.p99, stats.max, rss_mib());
-    json!({"mode": "writes", "clients": clients, "seconds": elapsed, "acknowledged": acknowledged,
-           "writes_per_second": rate, "errors": errors, "p50_ms": stats.p50, "p99_ms": stats.p99,
-           "max_ms": stats.max, "rss_mib": rss_mib()})
+    let (log, store) = harness.topology;
+    println!(
+        "writes on --log {log:?} --store {store:?}: {clients} clients, {elapsed:.1} s: {acknowledged} acknowledged \
+         ({rate:.0}/s), {errors} errors"
+    );
+    println!(
+        "  latency mean {mean:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {:.0} MiB",
+        stats.p50,
+        stats.p99,
+        stats.max,
+        rss_mib()
+    );
+    let Timings { mut produce, mut fold, mut transaction, commands_per_fold, .. } = timings;
+    let produce_mean = mean_ms(&produce);
+    let (fold_mean, transaction_mean) = (mean_ms(&fold), mean_ms(&transaction));
+    let produce_stats = percentiles(&mut produce);
+    let fold_stats = percentiles(&mut fold);
+    let transaction_stats = percentiles(&mut transaction);
+    let per_fold = commands_per_fold.iter().sum::<u64>() as f64 / commands_per_fold.len().max(1) as f64;
+    if log == LogKind::Kafka {
+        println!(
+            "  produce (Kafka append, acks=all): mean {produce_mean:.2} ms, p50 {:.0} ms, p99 {:.0} ms \
+             (whole ms, from CommandsProduced)",
+            produce_stats.p50, produce_stats.p99
+        );
+    }
+    println!(
+        "  projector: {} folds of {per_fold:.1} commands on average; poll+fold+store commit mean {fold_mean:.2} ms \
+         (p50 {:.2}, p99 {:.2})",
+        commands_per_fold.len(),
+        fold_stats.p50,
+        fold_stats.p99
+    );
+    if log == LogKind::Kafka {
+        println!(
+            "  projector transaction (changes + offsets, after the outcomes went out): mean {transaction_mean:.2} ms \
+             (p50 {:.2}, p99 {:.2})",
+            transaction_stats.p50, transaction_stats.p99
+        );
+    }
+    let mut report = json!({"mode": "writes", "topology": topology_json(harness), "clients": clients,
+        "seconds": elapsed, "acknowledged": acknowledged, "writes_per_second": rate, "errors": errors,
+        "mean_ms": mean, "p50_ms": stats.p50, "p99_ms": stats.p99, "max_ms": stats.max, "rss_mib": rss_mib(),
+        "produce_mean_ms": produce_mean, "produce_p50_ms": produce_stats.p50, "produce_p99_ms": produce_stats.p99,
+        "folds": commands_per_fold.len(), "commands_per_fold": per_fold,
+        "fold_mean_ms": fold_mean, "fold_p50_ms": fold_stats.p50, "fold_p99_ms": fold_stats.p99,
+        "transaction_mean_ms": transaction_mean, "transaction_p50_ms": transaction_stats.p50,
+        "transaction_p99_ms": transaction_stats.p99});
+    if let Value::Object(services) = services_rss(log, store) {
+        report.as_object_mut().unwrap().extend(services);
+    }
+    report
 }
 
-async fn bench_membership(sizes: Vec<usize>, iterations: usize) -> Value {
-    let harness = start().await;
-    let registry = SchemaRegistry::standard();
+// ---- membership ---------------------------------------------------------------------------------
+
+/// Pages every member of `group` with `count=1000`; checks that exactly `expected` members come
+/// back in ascending id order, and samples this process's RSS meanwhile.
+async fn page_all(harness: &Harness, group: &str, expected: usize) -> Value {
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(Mutex::new(rss_mib()));
+    let before = rss_mib();
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let rss = rss_mib();
+                {
+                    let mut peak = peak.lock().unwrap();
+                    *peak = peak.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut pages = Vec::new();
+    let (mut cursor, mut count, mut last): (String, usize, Option<String>) = (String::new(), 0, None);
+    loop {
+        let path = format!("/Groups/{group}/members?count=1000&cursor={cursor}");
+        let (status, elapsed, body) = harness.send_reading(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        pages.push(elapsed);
+        let page: Value = serde_json::from_slice(&body).expect("JSON page");
+        for member in page["Resources"].as_array().expect("Resources") {
+            let id = member["value"].as_str().expect("member value").to_owned();
+            assert!(last.as_ref().is_none_or(|previous| *previous < id), "members in ascending id order");
+            last = Some(id);
+            count += 1;
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    let peak = *peak.lock().unwrap();
+    assert_eq!(count, expected, "paging returns every member exactly once");
+    let stats = percentiles(&mut pages);
+    println!(
+        "  page all {count} members: {} pages in {total:.1} s, page p50 {:.2} ms p99 {:.2} ms; RSS {before:.0} MiB \
+         before, peak {peak:.0} MiB",
+        pages.len(),
+        stats.p50,
+        stats.p99
+    );
+    json!({"members": count, "pages": pages.len(), "seconds": total, "page_p50_ms": stats.p50,
+           "page_p99_ms": stats.p99, "rss_before_mib": before, "rss_peak_mib": peak})
+}
+
+async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usize, page: bool) -> Value {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let spare = iterations.max(1);
-    println!("seeding {} users ...", largest + spare);
+    let (log, store) = harness.topology;
+    println!("seeding {} users and a group on --log {log:?} --store {store:?} ...", largest + spare);
     let seeding = Instant::now();
-    let users: Vec<Command> = (0..largest + spare)
-        .map(|index| {
-            let body = json!({"userName": format!("{}@example.com", user_id(index)), "active": true});
-            let resource = normalize_resource(&registry, ResourceKind::User, &body).expect("valid user");
-            harness.command(ResourceKind::User, &user_id(index), Action::Create(resource))
+    harness
+        .seed(largest + spare, |index| {
+            harness.user_command(&user_id(index), &format!("{}@example.com", user_id(index)))
         })
-        .collect();
-    harness.seed(users).await;
-    let group = normalize_resource(&registry, ResourceKind::Group, &json!({"displayName": "Everyone"})).unwrap();
-    harness.seed(vec![harness.command(ResourceKind::Group, "big-group", Action::Create(group))]).await;
-    println!("  seeded in {:.1} s", seeding.elapsed().as_secs_f64());
+        .await;
+    let group =
+        normalize_resource(&harness.registry, ResourceKind::Group, &json!({"displayName": "Everyone"}))
+            .unwrap();
+    harness
+        .seed(1, |_| harness.command(ResourceKind::Group, "big-group", Action::Create(group.clone())))
+        .await;
+    let seeded_users = seeding.elapsed().as_secs_f64();
+    println!("  seeded in {seeded_users:.1} s ({:.0} users/s)", (largest + spare) as f64 / seeded_users);
 
     let mut rows = Vec::new();
     let mut members = 0usize;
     for size in sizes {
         let growing = Instant::now();
-        let mut grow = Vec::new();
+        let grown_from = members;
+        // Commands of 1000 members each, at most 100 of them (100,000 members) per seeding step.
         while members < size {
-            let end = (members + 1000).min(size);
-            let values: Vec<Value> = (members..end).map(|index| json!({"value": user_id(index)})).collect();
-            let patch = json!({"Operations": [{"op": "add", "path": "members", "value": values}]});
-            let operations = parse_patch_request(&patch).unwrap();
-            grow.push(harness.command(ResourceKind::Group, "big-group", Action::Patch(operations)));
-            members = end;
+            let step_end = (members + 100_000).min(size);
+            let first = members;
+            let commands = (step_end - first).div_ceil(1000);
+            harness
+                .seed(commands, |command| {
+                    let from = first + command * 1000;
+                    let to = (from + 1000).min(step_end);
+                    let values: Vec<Value> =
+                        (from..to).map(|index| json!({"value": user_id(index)})).collect();
+                    let patch = json!({"Operations": [{"op": "add", "path": "members", "value": values}]});
+                    let operations = parse_patch_request(&patch).unwrap();
+                    harness.command(ResourceKind::Group, "big-group", Action::Patch(operations))
+                })
+                .await;
+            members = step_end;
         }
-        harness.seed(grow).await;
-        println!("group at {size} members (grown in {:.1} s); measuring ...", growing.elapsed().as_secs_f64());
+        let grown_in = growing.elapsed().as_secs_f64();
+        println!(
+            "group at {size} members (grown by {} in {grown_in:.1} s, {:.0} members/s); measuring ...",
+            size - grown_from,
+            (size - grown_from) as f64 / grown_in.max(0.001)
+        );
         let mut adds = Vec::new();
         let mut removes = Vec::new();
         let mut reads = Vec::new();
@@ -228,45 +620,71 @@ async fn bench_membership(sizes: Vec<usize>, iterations: usize) -> Value {
                 "Operations": [{"op": "Add", "path": "members", "value": [{"value": newcomer}]}]});
             let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                 "Operations": [{"op": "Remove", "path": format!("members[value eq \"{newcomer}\"]")}]});
-            let (add_status, add_time) = harness.send(reqwest::Method::PATCH, "/Groups/big-group", Some(&add)).await;
+            let (add_status, add_time) =
+                harness.send(reqwest::Method::PATCH, "/Groups/big-group", Some(&add)).await;
             let (remove_status, remove_time) =
                 harness.send(reqwest::Method::PATCH, "/Groups/big-group", Some(&remove)).await;
-            let (read_status, read_time) =
-                harness.send(reqwest::Method::GET, "/Groups/big-group?excludedAttributes=members", None).await;
-            assert!(add_status < 300 && remove_status < 300 && read_status == 200, "{add_status} {remove_status} {read_status}");
+            let (read_status, read_time) = harness
+                .send(reqwest::Method::GET, "/Groups/big-group?excludedAttributes=members", None)
+                .await;
+            assert!(
+                add_status < 300 && remove_status < 300 && read_status == 200,
+                "{add_status} {remove_status} {read_status}"
+            );
             if iteration >= 20 {
                 adds.push(add_time);
                 removes.push(remove_time);
                 reads.push(read_time);
             }
         }
-        let (add, remove, read) = (percentiles(&mut adds), percentiles(&mut removes), percentiles(&mut reads));
+        let (add, remove, read) =
+            (percentiles(&mut adds), percentiles(&mut removes), percentiles(&mut reads));
         let rss = rss_mib();
+        let services = services_rss(log, store);
         println!("  PATCH add    p50 {:.2} ms  p99 {:.2} ms", add.p50, add.p99);
         println!("  PATCH remove p50 {:.2} ms  p99 {:.2} ms", remove.p50, remove.p99);
         println!("  GET excludedAttributes=members p50 {:.2} ms  p99 {:.2} ms", read.p50, read.p99);
-        println!("  RSS {rss:.0} MiB");
-        rows.push(json!({"members": size, "add_p50_ms": add.p50, "add_p99_ms": add.p99,
-            "remove_p50_ms": remove.p50, "remove_p99_ms": remove.p99,
-            "get_excluded_p50_ms": read.p50, "get_excluded_p99_ms": read.p99, "rss_mib": rss}));
+        println!("  RSS {rss:.0} MiB (this process: API + projector); services {services}");
+        let mut row = json!({"members": size, "grow_seconds": grown_in, "add_p50_ms": add.p50,
+            "add_p99_ms": add.p99, "remove_p50_ms": remove.p50, "remove_p99_ms": remove.p99,
+            "get_excluded_p50_ms": read.p50, "get_excluded_p99_ms": read.p99, "rss_mib": rss,
+            "services": services});
+        if page {
+            row["page_all"] = page_all(harness, "big-group", size).await;
+        }
+        rows.push(row);
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let ratio = |key: &str| last[key].as_f64().unwrap_or(0.0) / first[key].as_f64().unwrap_or(1.0);
-        println!("ratio largest/smallest: add p99 {:.2}, remove p99 {:.2}, add p50 {:.2}, remove p50 {:.2}",
-            ratio("add_p99_ms"), ratio("remove_p99_ms"), ratio("add_p50_ms"), ratio("remove_p50_ms"));
+        println!(
+            "ratio largest/smallest: add p50 {:.2}, add p99 {:.2}, remove p50 {:.2}, remove p99 {:.2}, \
+             GET p50 {:.2}, RSS {:.2}",
+            ratio("add_p50_ms"),
+            ratio("add_p99_ms"),
+            ratio("remove_p50_ms"),
+            ratio("remove_p99_ms"),
+            ratio("get_excluded_p50_ms"),
+            ratio("rss_mib")
+        );
     }
-    json!({"mode": "membership", "iterations": iterations, "sizes": rows})
+    json!({"mode": "membership", "topology": topology_json(harness), "iterations": iterations,
+           "seed_users_seconds": seeded_users, "sizes": rows})
 }
 
 #[tokio::main]
 async fn main() {
+    init_tracing();
     let cli = Cli::parse();
+    let harness = start(cli.log, cli.store, &cli.kafka_settings).await;
     let report = match cli.mode {
-        Mode::Writes { clients, seconds } => bench_writes(clients, seconds).await,
-        Mode::Membership { sizes, iterations } => bench_membership(sizes, iterations).await,
+        Mode::Writes { clients, seconds } => bench_writes(&harness, clients, seconds).await,
+        Mode::Membership { sizes, iterations, page_all } => {
+            bench_membership(&harness, sizes, iterations, page_all).await
+        }
     };
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write JSON report");
         println!("wrote {}", path.display());
     }
+    harness.clean_up(cli.keep).await;
 }
