@@ -430,7 +430,13 @@ fn check_calls(harness: &Harness, down: Instant, up: Instant) {
             format!("{start:+.1}s/{:.1}s:{}", (call.ended - call.started).as_secs_f64(), call.status)
         })
         .collect();
-    eprintln!("writes overlapping the outage (start from down / duration : status): {}", around.join(" "));
+    let shown = around.len().min(80);
+    eprintln!(
+        "writes overlapping the outage (start from down / duration : status), {} of {}: {}",
+        shown,
+        around.len(),
+        around[..shown].join(" ")
+    );
     let inside: Vec<&Call> =
         calls.iter().filter(|call| call.is_write() && call.started >= down && call.ended <= up).collect();
     let unavailable = inside.iter().filter(|call| call.status == 503).count();
