@@ -20,6 +20,34 @@ struct Cli {
     command: Command,
 }
 
+/// Per-tenant limits of the API (429 + `Retry-After` beyond them). Off unless set; Entra ID
+/// needs 25 req/s per tenant sustained, so `--tenant-rate 50 --tenant-burst 100
+/// --tenant-concurrency 64` is a sound production start.
+#[derive(Debug, Args)]
+struct TenantLimitArgs {
+    /// Sustained requests per second per tenant (0 = unlimited).
+    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_RATE")]
+    tenant_rate: u32,
+    /// Requests a tenant may send at once above its rate.
+    #[arg(long, default_value_t = 100, env = "SCIMFLOW_TENANT_BURST")]
+    tenant_burst: u32,
+    /// Requests of one tenant served at the same time (0 = unlimited).
+    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_CONCURRENCY")]
+    tenant_concurrency: u32,
+}
+
+impl TenantLimitArgs {
+    fn api_config(&self) -> ApiConfig {
+        let mut config = ApiConfig::default();
+        config.limits.default_limits = scimflow_ingest_api::limits::TenantLimits {
+            requests_per_second: self.tenant_rate,
+            burst: self.tenant_burst.max(1),
+            max_concurrent: self.tenant_concurrency,
+        };
+        config
+    }
+}
+
 #[derive(Debug, Args)]
 struct Common {
     /// Tenants (and the embedded log and store) live here.
@@ -28,6 +56,8 @@ struct Common {
     /// The projection store.
     #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_STORE")]
     store: StoreKind,
+    #[command(flatten)]
+    limits: TenantLimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +166,7 @@ fn options(
         store: common.store,
         run_api,
         run_projector,
-        api: ApiConfig::default(),
+        api: common.limits.api_config(),
         kafka: None,
         projector: None,
         cql: None,
