@@ -239,12 +239,18 @@ impl Harness {
                 let text = response.text().await.unwrap_or_default();
                 (status, retry_after, serde_json::from_str(&text).unwrap_or(Value::String(text)))
             }
-            Err(error) => (0, false, Value::String(error.to_string())),
+            Err(error) => {
+                // No answer within `HTTP_TIMEOUT` is a hang. Any other transport error (e.g. a
+                // pooled connection the server closed as idle) leaves the outcome unknown, like
+                // a 503: callers retry, and give up with a violation if it persists.
+                if error.is_timeout() {
+                    self.violation(format!("{what}: no answer within {HTTP_TIMEOUT:?}"));
+                }
+                (0, false, Value::String(error.to_string()))
+            }
         };
         let ended = Instant::now();
-        if status == 0 {
-            self.violation(format!("{what}: no answer after {:?}: {json}", ended - started));
-        } else if status == 503 && !retry_after {
+        if status == 503 && !retry_after {
             self.violation(format!("{what}: 503 without Retry-After"));
         }
         self.calls.lock().unwrap().push(Call { what, started, ended, status, retry_after });
@@ -509,7 +515,7 @@ async fn prober(harness: Arc<Harness>) -> Provisioned {
             match status {
                 201 => created["id"].as_str().map(|id| (name, id.to_owned())),
                 // Not retried: its outcome stays unknown (it may still be folded later).
-                503 => None,
+                503 | 0 => None,
                 _ => {
                     harness.violation(format!("probe {name}: {status} {created}"));
                     None
@@ -525,13 +531,16 @@ async fn prober(harness: Arc<Harness>) -> Provisioned {
 /// Runs the provisioning clients around an outage of `service` (stopped for `down_for`) and
 /// checks the calls, the recovery and the final state.
 async fn outage_under_load(
-    app: TestApp,
+    mut app: TestApp,
     service: &'static str,
     address: &str,
     down_for: Duration,
     log_always_up: bool,
 ) {
     let group_id = app.create_group("Fault tolerant").await;
+    // Idle connections are dropped before the server's keep-alive (5 s) closes them, so a request
+    // never races a closing connection.
+    app.client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().unwrap();
     let harness = Harness::new(app, group_id, log_always_up);
     let mut workers: Vec<_> =
         (0..CLIENTS).map(|client| tokio::spawn(provisioning_client(harness.clone(), client))).collect();
@@ -557,6 +566,20 @@ async fn outage_under_load(
     assert_no_violations(&harness);
 }
 
+/// The in-process pipeline's warnings and errors (and the projector's info events), through the
+/// test harness's capture: printed when a test fails, or always with `--nocapture`. `RUST_LOG`
+/// overrides the filter.
+fn capture_pipeline_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        "warn,scimflow_projector=info,scimflow_log::kafka::context=error,scylla=error".into()
+    });
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+fn env_secs(variable: &str, default: u64) -> u64 {
+    std::env::var(variable).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
 /// The first `host:port` of a comma-separated list in `variable`.
 fn first_address(variable: &str) -> String {
     std::env::var(variable).unwrap_or_default().split(',').next().unwrap_or_default().trim().to_owned()
@@ -564,23 +587,45 @@ fn first_address(variable: &str) -> String {
 
 // ---- a. the Kafka broker stopped under load (Kafka log, embedded store) ------------------------
 
-// Known failure, kept out of CI until fixed: on 2026-11-30 the pipeline did not acknowledge any
-// write within 60 s after the broker came back (no acknowledged write was lost; recovery is what
-// fails). Run it with `cargo test -p scimflow-tests --test faults -- --ignored`.
-#[ignore = "known bug: no recovery within 60 s after a Kafka broker restart; see the comment above"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_broker_stopped_under_load_loses_no_acknowledged_write_and_recovers_by_itself() {
-    let _serial = LOCK.lock().await;
+/// Stops the broker for `SCIMFLOW_FAULTS_DOWN_SECS` (default 8; ~15 s without a broker with its
+/// restart) under load, with the projector's transaction timeout set to `transaction_timeout`.
+async fn kafka_outage(transaction_timeout: Duration) {
     let fresh = match FreshServices::from_env("faults", true, false) {
         Ok(fresh) => fresh,
         Err(why) => return eprintln!("SKIPPED: Kafka broker outage {why}"),
     };
     assert_running("kafka");
+    capture_pipeline_logs();
     let dir = tempfile::tempdir().unwrap();
-    let options = fresh.options(dir.path(), LogKind::Kafka, StoreKind::Embedded);
+    let mut options = fresh.options(dir.path(), LogKind::Kafka, StoreKind::Embedded);
+    options.projector.as_mut().expect("projector settings").transaction_timeout = transaction_timeout;
     let app = spawn_app_with_options(options, dir).await;
-    outage_under_load(app, "kafka", &first_address("SCIMFLOW_KAFKA_BROKERS"), Duration::from_secs(8), false)
-        .await;
+    let down_for = Duration::from_secs(env_secs("SCIMFLOW_FAULTS_DOWN_SECS", 8));
+    outage_under_load(app, "kafka", &first_address("SCIMFLOW_KAFKA_BROKERS"), down_for, false).await;
+}
+
+/// An outage shorter than the projector's transaction timeout (60 s here, 15 s by default): the
+/// transaction open when the broker went away commits when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_stopped_under_load_loses_no_acknowledged_write_and_recovers_by_itself() {
+    let _serial = LOCK.lock().await;
+    kafka_outage(Duration::from_secs(60)).await;
+}
+
+// Known bug, kept out of CI until fixed. An outage longer than the projector's transaction
+// timeout (5 s here; in production 15 s, so a broker restart that takes a little longer): the
+// restarted broker aborts the projector's open transaction, its EndTxn fails with
+// INVALID_TXN_STATE, librdkafka makes that fatal, `scimflow_projector::kafka::run` returns
+// `KafkaProjectorError::Fatal`, and nothing notices: `App` only awaits the projector task at
+// shutdown, so the API keeps answering and every write gets 503 (outcome timeout) forever.
+// No acknowledged write is lost; recovery is what fails. This is also how the first version of
+// the test above failed on 2026-11-30 (a slow broker restart under load took the outage past
+// 15 s). Run: `cargo test -p scimflow-tests --test faults kafka_broker -- --ignored`.
+#[ignore = "known bug: a Kafka outage longer than the projector's transaction timeout stops the projector for good"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_stopped_longer_than_the_transaction_timeout_recovers_by_itself() {
+    let _serial = LOCK.lock().await;
+    kafka_outage(Duration::from_secs(5)).await;
 }
 
 // ---- b. Cassandra stopped under load (Kafka log, CQL store) ------------------------------------
@@ -593,6 +638,7 @@ async fn cassandra_stopped_under_load_pauses_the_projector_and_resumes_exactly()
         Err(why) => return eprintln!("SKIPPED: Cassandra outage {why}"),
     };
     assert_running("cassandra");
+    capture_pipeline_logs();
     let dir = tempfile::tempdir().unwrap();
     let options = fresh.options(dir.path(), LogKind::Kafka, StoreKind::Cql);
     let app = spawn_app_with_options(options, dir).await;
@@ -843,7 +889,7 @@ async fn kill_9_of_a_projector_process_mid_batch_loses_and_duplicates_nothing() 
         base_url,
         token,
         other_token: String::new(),
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().unwrap(),
         data_dir: tempfile::tempdir().unwrap(),
     };
     app.wait_until_ready().await;
