@@ -160,6 +160,10 @@ impl<S: StoreWriter + 'static> Worker<S> {
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
             .set("transaction.timeout.ms", &transaction_timeout)
+            // The coordinator answers CONCURRENT_TRANSACTIONS to the first AddPartitionsToTxn
+            // right after a commit while it writes the markers; the default 100 ms backoff
+            // before retrying would be added to every transaction.
+            .set("retry.backoff.ms", "10")
             // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
             .set("message.timeout.ms", &transaction_timeout)
             .create_with_context(TracingContext { client: "change-producer" })
@@ -524,6 +528,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             // KIP-447: the group coordinator refuses these offsets if this member was fenced by
             // a rebalance, and the transaction (with its changes) is then aborted.
             self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
+            self.wait_for_deliveries(KAFKA_CALL_TIMEOUT);
             let mut attempts = 0;
             loop {
                 match self.producer.commit_transaction(KAFKA_CALL_TIMEOUT) {
@@ -544,6 +549,17 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Ok(())
             }
             Err(error) => Err(self.abort_after(error)),
+        }
+    }
+
+    /// Waits until every change sent is acknowledged (or `timeout` passes). rdkafka's
+    /// `commit_transaction` flushes first, and its flush on a `ThreadedProducer` sleeps in
+    /// 100 ms polls for delivery events that the producer's own thread takes; with nothing left
+    /// in flight it returns at once. This cut a commit from ~110 ms to the broker round trips.
+    fn wait_for_deliveries(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 
