@@ -612,16 +612,11 @@ async fn kafka_broker_stopped_under_load_loses_no_acknowledged_write_and_recover
     kafka_outage(Duration::from_secs(60)).await;
 }
 
-// Known bug, kept out of CI until fixed. An outage longer than the projector's transaction
-// timeout (5 s here; in production 15 s, so a broker restart that takes a little longer): the
-// restarted broker aborts the projector's open transaction, its EndTxn fails with
-// INVALID_TXN_STATE, librdkafka makes that fatal, `scimflow_projector::kafka::run` returns
-// `KafkaProjectorError::Fatal`, and nothing notices: `App` only awaits the projector task at
-// shutdown, so the API keeps answering and every write gets 503 (outcome timeout) forever.
-// No acknowledged write is lost; recovery is what fails. This is also how the first version of
-// the test above failed on 2026-11-30 (a slow broker restart under load took the outage past
-// 15 s). Run: `cargo test -p scimflow-tests --test faults kafka_broker -- --ignored`.
-#[ignore = "known bug: a Kafka outage longer than the projector's transaction timeout stops the projector for good"]
+/// An outage longer than the projector's transaction timeout (5 s here; 15 s by default, so a
+/// broker restart that takes a little longer): the restarted broker aborts the projector's open
+/// transaction and librdkafka makes the producer's next step fatal (INVALID_TXN_STATE). The
+/// projector re-opens its worker (same transactional id, positions from the store, publishing
+/// from the committed offset) and the pipeline recovers without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_broker_stopped_longer_than_the_transaction_timeout_recovers_by_itself() {
     let _serial = LOCK.lock().await;
