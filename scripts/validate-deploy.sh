@@ -124,7 +124,8 @@ for breakage in "${BREAKAGES[@]}"; do
   IFS='|' read -r file old new expect <<<"$breakage"
   copy=$(mktemp -d)
   # The tracked files plus this working tree's changes: what the validation just saw.
-  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$copy" 2>/dev/null || true)
+  git -C "$ROOT" ls-files -co --exclude-standard -z \
+    | tar -C "$ROOT" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$copy" -xf -
   if ! grep -qF -- "$old" "$copy/$file"; then
     log "self-test: '$old' is not in $file any more; update BREAKAGES"
     missed=$((missed + 1)); rm -rf "$copy"; continue
