@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validates the deployment artifacts offline: the Dockerfile, deploy/compose and deploy/k8s
-# (scripts/validate_deploy.py says what is checked against what; docs/deploy.md explains it).
+# (scripts/deploy_validation/ says what is checked against what; docs/deploy.md explains it).
 #
 #   scripts/validate-deploy.sh              validate this checkout
 #   scripts/validate-deploy.sh --self-test  also break a copy of it in several ways, one at a
@@ -95,7 +95,7 @@ export SCIMFLOW_HADOLINT=$VENV/bin/hadolint
 export SCIMFLOW_CHECK_JSONSCHEMA=$VENV/bin/check-jsonschema
 export SCIMFLOW_DEPLOY_NODE_MODULES=$NODE_DIR/node_modules
 
-"$VENV/bin/python" "$ROOT/scripts/validate_deploy.py" --root "$ROOT"
+PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$ROOT"
 
 [ -n "$self_test" ] || exit 0
 
@@ -117,6 +117,8 @@ BREAKAGES=(
   "Dockerfile|COPY cli cli|COPY client client|COPY client"
   "Dockerfile|COPY simulator simulator||workspace member"
   "deploy/compose/fanout.toml|product = \"directory\"|produkt = \"directory\"|fanout accepts"
+  "deploy/compose/compose.yaml|    stop_signal: SIGINT|    stop_signal: SIGTERM|stopped with SIGINT"
+  "deploy/k8s/fanout.yaml|kill -INT 1|kill -TERM 1|preStop"
 )
 caught=0
 missed=0
@@ -135,7 +137,7 @@ import os, sys
 path = sys.argv[1]
 text = open(path).read()
 open(path, "w").write(text.replace(os.environ["OLD"], os.environ["NEW"], 1))' "$copy/$file"
-  if output=$("$VENV/bin/python" "$ROOT/scripts/validate_deploy.py" --root "$copy" 2>&1); then
+  if output=$(PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$copy" 2>&1); then
     log "self-test: MISSED $file: '$old' -> '$new' passed validation"
     missed=$((missed + 1))
   elif grep '^FAIL' <<<"$output" | grep -qF -- "$expect"; then
