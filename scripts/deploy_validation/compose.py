@@ -1,4 +1,5 @@
-"""deploy/compose/compose.yaml: the compose-spec schema and the references between services."""
+"""deploy/compose/compose.yaml: the compose-spec schema, Docker Compose's own loader, and the
+references between services and to scimflow."""
 
 from __future__ import annotations
 
@@ -19,6 +20,24 @@ def validate_compose(root: Path, code: Code, report: Report) -> None:
     report.check(
         result.returncode == 0,
         "compose.yaml against the compose-spec JSON schema",
+        (result.stdout + result.stderr).strip(),
+    )
+    # Docker Compose itself (the binary, no daemon needed): interpolation, merge keys, and the
+    # model checks the schema cannot express (undefined services, volumes, networks).
+    result = run(
+        [
+            tool("SCIMFLOW_DOCKER_COMPOSE"),
+            "--project-directory",
+            str(compose_file.parent),
+            "-f",
+            str(compose_file),
+            "config",
+            "--quiet",
+        ]
+    )
+    report.check(
+        result.returncode == 0,
+        "docker compose config accepts compose.yaml",
         (result.stdout + result.stderr).strip(),
     )
     compose = yaml.safe_load(compose_file.read_text())

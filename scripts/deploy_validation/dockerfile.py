@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
+import shutil
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -45,6 +48,7 @@ def validate_dockerfile(root: Path, report: Report) -> None:
     patterns = dockerignore_patterns(root)
     stages: list[str] = []
     copied: set[str] = set()
+    copies: list[tuple[str, str]] = []
     for line in text.splitlines():
         line = line.strip()
         if line.upper().startswith("FROM "):
@@ -69,6 +73,7 @@ def validate_dockerfile(root: Path, report: Report) -> None:
                     "missing" if not exists else "excluded by .dockerignore",
                 )
                 copied.add(source.rstrip("/"))
+                copies.append((source.rstrip("/"), paths[-1]))
     workspace = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]
     missing = [m for m in workspace["members"] if m not in copied]
     report.check(
@@ -77,14 +82,82 @@ def validate_dockerfile(root: Path, report: Report) -> None:
     build = re.search(r"cargo build[^&\n]*-p\s+(\S+)[^&\n]*--bin\s+(\S+)", text)
     if report.check(build is not None, "the build stage runs cargo build -p PACKAGE --bin BINARY"):
         package, binary = build.groups()
-        manifests = {
-            tomllib.loads(p.read_text()).get("package", {}).get("name"): p for p in root.glob("*/Cargo.toml")
-        }
-        manifest = manifests.get(package)
-        bins = {b["name"] for b in tomllib.loads(manifest.read_text()).get("bin", [])} if manifest else set()
-        report.check(
-            binary in bins,
-            f"package {package} builds the binary {binary}",
-            f"package {package!r} not found" if not manifest else f"its binaries: {sorted(bins)}",
-        )
+        check_build_context(root, copies, patterns, package, binary, report)
         report.check(f"target/release/{binary}" in text, f"the runtime stage takes target/release/{binary}")
+
+
+def check_build_context(
+    root: Path, copies: list[tuple[str, str]], patterns: list[str], package: str, binary: str, report: Report
+) -> None:
+    """Lays out what the COPY instructions put into the build stage and asks cargo to load it:
+    a file the build needs but the Dockerfile (or .dockerignore) leaves out fails here."""
+    with tempfile.TemporaryDirectory() as context:
+        workdir = Path(context)
+        for source, destination in copies:
+            target = workdir / destination
+            if destination.endswith("/") or destination in (".", "./"):
+                target = target / Path(source).name
+            path = root / source
+
+            def skip(directory: str, names: list[str]) -> set[str]:
+                relative = Path(directory).relative_to(root)
+                return {name for name in names if ignored(str(relative / name), patterns)}
+
+            if path.is_dir():
+                shutil.copytree(path, target, ignore=skip, dirs_exist_ok=True)
+            elif path.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        metadata = ["cargo", "metadata", "--no-deps", "--format-version", "1"]
+        result = run([*metadata, "--manifest-path", str(workdir / "Cargo.toml")])
+        if not report.check(
+            result.returncode == 0,
+            "cargo loads the workspace the Dockerfile copies",
+            result.stderr.strip()[-600:],
+        ):
+            return
+        packages = {p["name"]: p for p in json.loads(result.stdout)["packages"]}
+        # `cargo build` refuses to start when a target file of any member is missing (a bench,
+        # a test, build.rs), even of one it does not build. `cargo metadata` silently leaves
+        # such targets out, so the manifests' explicit targets are checked here as well.
+        missing = sorted(
+            str(Path(t["src_path"]).relative_to(workdir))
+            for p in packages.values()
+            for t in p["targets"]
+            if not Path(t["src_path"]).exists()
+        )
+        for p in packages.values():
+            missing += missing_explicit_targets(Path(p["manifest_path"]), workdir)
+        report.check(
+            not missing, "every target file of the workspace is in the build stage", f"missing: {missing}"
+        )
+    bins = {t["name"] for t in packages.get(package, {}).get("targets", []) if "bin" in t["kind"]}
+    report.check(
+        binary in bins,
+        f"package {package} builds the binary {binary}",
+        f"package {package!r} not in the workspace"
+        if package not in packages
+        else f"its binaries: {sorted(bins)}",
+    )
+
+
+# Where cargo looks for a target declared without `path`.
+DEFAULT_TARGET_DIRS = {"bench": "benches", "test": "tests", "example": "examples", "bin": "src/bin"}
+
+
+def missing_explicit_targets(manifest: Path, workdir: Path) -> list[str]:
+    package_dir = manifest.parent
+    declared = tomllib.loads(manifest.read_text())
+    missing = []
+    for kind, directory in DEFAULT_TARGET_DIRS.items():
+        for target in declared.get(kind, []):
+            if "path" in target:
+                candidates = [package_dir / target["path"]]
+            else:
+                base = package_dir / directory / target["name"]
+                candidates = [base.with_suffix(".rs"), base / "main.rs"]
+                if kind == "bin":
+                    candidates.append(package_dir / "src/main.rs")
+            if not any(candidate.exists() for candidate in candidates):
+                missing.append(f"{candidates[0].relative_to(workdir)} ({kind} {target['name']})")
+    return missing
