@@ -106,10 +106,11 @@ PYTHONPATH="$ROOT/scripts" "$VENV/bin/python" -m deploy_validation --root "$ROOT
 # ---- self-test: each breakage alone must make the validation fail with the expected reason ----
 # file | text to replace | replacement (\n: new line) | a word the FAIL line must contain
 BREAKAGES=(
-  "deploy/k8s/ingest-api.yaml|  replicas: 2|  replicas: two|Deployment/ingest-api"
+  "deploy/k8s/ingest-api.yaml|  revisionHistoryLimit: 5|  revisionHistoryLimit: five|Deployment/ingest-api"
   "deploy/k8s/ingest-api.yaml|          readinessProbe:|          readinessProbes:|Deployment/ingest-api"
   "deploy/k8s/projector.yaml|  maxReplicaCount: 12|  maxReplicaCount: \"12\"|ScaledObject/projector"
   "deploy/k8s/projector.yaml|  maxReplicaCount: 12|  maxReplicaCount: 24|command partitions"
+  "deploy/k8s/projector.yaml|  serviceName: projector|  serviceName: projector\n  replicas: 2|leaves its replica count"
   "deploy/k8s/configmap.yaml|  SCIMFLOW_CQL_NODES:|  SCIMFLOW_CQL_NODE:|SCIMFLOW_CQL_NODE"
   "deploy/k8s/fanout.yaml|            claimName: fanout-data|            claimName: fanout-state|PVC fanout-state"
   "deploy/compose/compose.yaml|    healthcheck: *api-healthcheck|    healthchek: *api-healthcheck|compose-spec"
@@ -158,5 +159,5 @@ open(path, "w").write(text.replace(os.environ["OLD"], new, 1))' "$copy/$file"
   fi
   rm -rf "$copy"
 done
-echo "deploy validation self-test: $caught passed, $missed failed"
+echo "validate-deploy-self-test: $caught passed, $missed failed"
 [ "$missed" -eq 0 ]

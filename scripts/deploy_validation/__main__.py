@@ -66,7 +66,7 @@ def main() -> int:
             section()
         except Exception as error:  # noqa: BLE001 - reported, counted, and the run fails
             report.check(False, "section aborted", f"{type(error).__name__}: {error}")
-    print(f"\ndeploy validation: {report.passed} passed, {report.failed} failed")
+    print(f"\nvalidate-deploy: {report.passed} passed, {report.failed} failed")
     return 0 if report.failed == 0 else 1
 
 

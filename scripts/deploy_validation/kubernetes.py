@@ -234,6 +234,12 @@ def check_references(objects: list[dict], templates: list[dict], code: Code, rep
                 f"{kind}/{name} scales an existing {target_kind}",
                 f"no {target_kind}/{target['name']}",
             )
+            scaled = workloads.get((target_kind, target["name"]), {})
+            report.check(
+                "replicas" not in scaled.get("spec", {}),
+                f"{target_kind}/{target['name']} leaves its replica count to {kind}/{name}",
+                "spec.replicas is set: every `kubectl apply` would reset the autoscaler's count",
+            )
         if kind == "ScaledObject":
             check_projector_scaling(obj, env_config, report)
 
