@@ -8,6 +8,8 @@
 //!   process (API + projector) and of the Kafka / Cassandra JVMs. `--page-all` also pages every
 //!   member through `GET /Groups/{id}/members?count=1000&cursor=..` at each size (time, peak
 //!   RSS, and that exactly the group's members come back, in id order).
+//! - `noisy`: the noisy-neighbour benchmark: tenant B's latency in alternating phases alone and
+//!   while tenant A sends ten times its rate limit (see [`noisy`]).
 //!
 //! On Kafka and CQL the run gets fresh topics (`scimflow.bench.<run>.*`, 3 command partitions),
 //! consumer group and keyspace, like the end-to-end tests, from `SCIMFLOW_KAFKA_BROKERS` and
@@ -23,15 +25,22 @@
 //! projector batch is larger than that. Everything measured goes through HTTP. Results print as
 //! a table and, with `--json`, as JSON.
 
+// A directory of its own: a file directly under src/bin/ would be taken for another binary.
+#[path = "scimflow_bench/noisy.rs"]
+mod noisy;
+
 use clap::{Parser, Subcommand};
 use futures_util::future::join_all;
+use scimflow::embedded::open_tenants;
 use scimflow::pipeline::{App, LogKind, StoreKind};
 use scimflow_core::command::{Action, Command, CommandMetadata};
 use scimflow_core::patch::parse_patch_request;
 use scimflow_core::resource::normalize_resource;
 use scimflow_core::{ResourceKind, SchemaRegistry};
+use scimflow_ingest_api::ApiConfig;
 use scimflow_log::CommandLog;
 use scimflow_log::kafka::KafkaLog;
+use scimflow_store::tenants::TenantDirectory;
 use scimflow_tests::FreshServices;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +100,9 @@ enum Mode {
         #[arg(long)]
         page_all: bool,
     },
+    /// Tenant B's latency alone and while tenant A sends ten times its rate limit (exit code 1
+    /// when a target is missed).
+    Noisy(noisy::NoisySettings),
 }
 
 struct Percentiles {
@@ -256,7 +268,15 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn start(log: LogKind, store: StoreKind, kafka_settings: &[(String, String)]) -> Harness {
+/// Starts the pipeline with the tenant `bench` (the harness's own) and whatever `configure` adds:
+/// it gets the tenant directory before the API starts (per-tenant limits name tenant ids, known
+/// only once the tenants exist) and returns the API's config.
+async fn start(
+    log: LogKind,
+    store: StoreKind,
+    kafka_settings: &[(String, String)],
+    configure: impl FnOnce(&TenantDirectory) -> ApiConfig,
+) -> Harness {
     let mut fresh = FreshServices::from_env("bench", log == LogKind::Kafka, store == StoreKind::Cql)
         .unwrap_or_else(|why| panic!("--log {log:?} --store {store:?} {why}"));
     if let (Some(kafka), Some(projector)) = (fresh.kafka.as_mut(), fresh.projector.as_mut()) {
@@ -264,8 +284,16 @@ async fn start(log: LogKind, store: StoreKind, kafka_settings: &[(String, String
         projector.kafka = kafka.clone();
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = App::build(fresh.options(dir.path(), log, store)).await.expect("app");
-    let (tenant, token) = app.tenants.create("bench", 0).expect("tenant");
+    let (tenant, token, api) = {
+        // Closed again before the pipeline opens the same file.
+        let tenants = open_tenants(dir.path()).expect("tenant directory");
+        let (tenant, token) = tenants.create("bench", 0).expect("tenant");
+        let api = configure(&tenants);
+        (tenant, token, api)
+    };
+    let mut options = fresh.options(dir.path(), log, store);
+    options.api = api;
+    let app = App::build(options).await.expect("app");
     let seed_log: Arc<dyn CommandLog> = match log {
         LogKind::Embedded => Arc::new(app.embedded_log.clone().expect("embedded log")),
         LogKind::Kafka => Arc::new(KafkaLog::new(fresh.kafka.as_ref().expect("kafka")).expect("producer")),
@@ -675,11 +703,24 @@ async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usiz
 async fn main() {
     init_tracing();
     let cli = Cli::parse();
-    let harness = start(cli.log, cli.store, &cli.kafka_settings).await;
-    let report = match cli.mode {
-        Mode::Writes { clients, seconds } => bench_writes(&harness, clients, seconds).await,
+    let mut noisy_tenant = None;
+    let harness = start(cli.log, cli.store, &cli.kafka_settings, |tenants| match &cli.mode {
+        Mode::Noisy(settings) => {
+            let (config, tenant) = noisy::configure(tenants, settings);
+            noisy_tenant = Some(tenant);
+            config
+        }
+        _ => ApiConfig::default(),
+    })
+    .await;
+    let (report, passed) = match cli.mode {
+        Mode::Writes { clients, seconds } => (bench_writes(&harness, clients, seconds).await, true),
         Mode::Membership { sizes, iterations, page_all } => {
-            bench_membership(&harness, sizes, iterations, page_all).await
+            (bench_membership(&harness, sizes, iterations, page_all).await, true)
+        }
+        Mode::Noisy(settings) => {
+            let noisy_tenant = noisy_tenant.expect("tenant A is created with the config");
+            noisy::bench_noisy(&harness, &noisy_tenant, &settings).await
         }
     };
     if let Some(path) = cli.json {
@@ -687,4 +728,7 @@ async fn main() {
         println!("wrote {}", path.display());
     }
     harness.clean_up(cli.keep).await;
+    if !passed {
+        std::process::exit(1);
+    }
 }
