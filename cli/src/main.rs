@@ -2,6 +2,7 @@
 //! in one process on the embedded log and store under `./scimflow-data`.
 
 use clap::{Args, Parser, Subcommand};
+use scimflow::metrics_server::MetricsServer;
 use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
 use scimflow_ingest_api::ApiConfig;
@@ -81,6 +82,9 @@ enum Command {
     },
     /// Run only a projector: fold the Kafka command log into the store.
     Projector {
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9464", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
         #[command(flatten)]
         common: Common,
     },
@@ -90,6 +94,9 @@ enum Command {
         /// Subscriptions (TOML or JSON).
         #[arg(long, env = "SCIMFLOW_FANOUT_CONFIG")]
         config: PathBuf,
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9465", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
     },
     /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
     Migrate,
@@ -117,12 +124,20 @@ async fn main() -> anyhow::Result<()> {
         Command::IngestApi { listen, common } => {
             serve(options(common, listen, LogKind::Kafka, true, false)).await
         }
-        Command::Projector { common } => {
+        Command::Projector { metrics_listen, common } => {
             let app = App::build(options(common, String::new(), LogKind::Kafka, false, true)).await?;
+            let metrics = MetricsServer::start(
+                &metrics_listen,
+                app.metrics_registry().clone(),
+                app.readiness_checks(),
+            )?;
             println!("scimflow projector is folding the Kafka command log; Ctrl-C stops it");
-            app.run_until_stopped().await
+            println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
+            let result = app.run_until_stopped().await;
+            metrics.stop().await;
+            result
         }
-        Command::Fanout { config } => fanout(&config).await,
+        Command::Fanout { config, metrics_listen } => fanout(&config, &metrics_listen).await,
         Command::Migrate => {
             let store = scimflow_store::cql::CqlStore::connect_from_env().await?.ok_or_else(|| {
                 anyhow::anyhow!("set SCIMFLOW_CQL_NODES (e.g. 127.0.0.1:9042) to migrate a CQL store")
@@ -137,19 +152,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
-    use scimflow_fanout::source::{DEFAULT_GROUP_ID, KafkaChangeSource};
+async fn fanout(config_path: &std::path::Path, metrics_listen: &str) -> anyhow::Result<()> {
+    use scimflow_fanout::source::DEFAULT_GROUP_ID;
     let config = scimflow_fanout::config::FanoutConfig::load(config_path)?;
     let kafka = scimflow_log::kafka::KafkaConfig::from_env()?;
     let group = std::env::var("SCIMFLOW_FANOUT_GROUP_ID").unwrap_or_else(|_| DEFAULT_GROUP_ID.to_owned());
-    let source = KafkaChangeSource::new(&kafka, &group)?;
+    let process = scimflow::fanout_cmd::start(config, &kafka, &group, metrics_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop.send(true);
     });
     println!("scimflow fanout is delivering changes from {}; Ctrl-C stops it", kafka.topics().changes);
-    Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
+    println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
+    let result = process.fanout.run_until(stopped).await;
+    process.metrics.stop().await;
+    Ok(result?)
 }
 
 fn options(

@@ -9,19 +9,33 @@
 //! | `scimflow projector --store cql` | Kafka | any | projector |
 //!
 //! Tenants live in `DATA_DIR/tenants.redb` in every topology.
+//!
+//! ## Metrics and readiness
+//! Every component reports into one Prometheus registry, the API's
+//! (`options.api.runtime.metrics().registry()`), also when the process runs no API: the log's
+//! produce latency, the store's call latency ([`MeteredStore`] around either adapter), the
+//! projector's fold and lag metrics. An API process serves it on its own `/metrics`; a
+//! projector-only process serves [`App::metrics_registry`] and [`App::readiness_checks`] with a
+//! [`MetricsServer`](crate::metrics_server::MetricsServer) (`scimflow projector --metrics-listen`).
 
 use crate::embedded::open_tenants;
+use crate::metrics_server::{kafka_check, probe};
 use anyhow::Context;
+use prometheus::Registry;
 use scimflow_core::SchemaRegistry;
+use scimflow_ingest_api::runtime::ReadinessProbe;
 use scimflow_ingest_api::{ApiConfig, ApiState, build_server};
 use scimflow_log::embedded::EmbeddedLog;
-use scimflow_log::kafka::{KafkaConfig, KafkaLog, OutcomeListener, ensure_topics};
+use scimflow_log::kafka::{KafkaConfig, KafkaLog, LogMetrics, OutcomeListener, ensure_topics};
 use scimflow_log::{CommandLog, OutcomeHub, WritePath};
+use scimflow_projector::kafka::lag::LagMonitor;
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
-use scimflow_store::StoreReader;
+use scimflow_projector::metrics::ProjectorMetrics;
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
+use scimflow_store::metered::{MeteredStore, StoreMetrics};
 use scimflow_store::tenants::TenantDirectory;
+use scimflow_store::{StoreReader, StoreWriter};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +45,10 @@ use tokio::task::JoinHandle;
 
 /// How long a write waits for its outcome before answering 503 (it stays durable and is folded).
 pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a Kafka projector process reads its group's lag (one metadata request, one offset
+/// fetch and one watermark request per partition).
+pub const LAG_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogKind {
@@ -108,10 +126,24 @@ impl AnyStore {
         })
     }
 
-    fn reader(&self) -> Arc<dyn StoreReader> {
+    fn reader(&self, metrics: &StoreMetrics) -> Arc<dyn StoreReader> {
         match self {
-            AnyStore::Embedded(store) => Arc::new(store.clone()),
-            AnyStore::Cql(store) => Arc::new(store.clone()),
+            AnyStore::Embedded(store) => Arc::new(MeteredStore::new(store.clone(), metrics.clone())),
+            AnyStore::Cql(store) => Arc::new(MeteredStore::new(store.clone(), metrics.clone())),
+        }
+    }
+
+    /// The writer side, for readiness: `Ok` when the store answers a position read.
+    async fn check_writer(&self) -> Result<(), String> {
+        let store = self.clone();
+        let read = tokio::task::spawn_blocking(move || match &store {
+            AnyStore::Embedded(store) => store.next_offset(0),
+            AnyStore::Cql(store) => store.next_offset(0),
+        });
+        match read.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(join) => Err(format!("the store check failed: {join}")),
         }
     }
 }
@@ -128,6 +160,8 @@ pub struct App {
     projector: Option<JoinHandle<anyhow::Result<()>>>,
     stop_projector: watch::Sender<bool>,
     outcome_listener: Option<OutcomeListener>,
+    metrics_registry: Registry,
+    readiness_checks: Vec<(String, ReadinessProbe)>,
 }
 
 impl App {
@@ -136,6 +170,17 @@ impl App {
         let registry = Arc::new(SchemaRegistry::standard());
         let hub = Arc::new(OutcomeHub::new());
         let store = AnyStore::open(&options).await?;
+        let metrics_registry = options.api.runtime.metrics().registry().clone();
+        let store_metrics = StoreMetrics::register(&metrics_registry)?;
+        let mut readiness_checks: Vec<(String, ReadinessProbe)> = Vec::new();
+        let checked_store = store.clone();
+        readiness_checks.push((
+            "store".to_owned(),
+            probe(move || {
+                let store = checked_store.clone();
+                async move { store.check_writer().await }
+            }),
+        ));
         let (stop_projector, stop_signal) = watch::channel(false);
         let mut embedded_log = None;
         let mut outcome_listener = None;
@@ -149,7 +194,14 @@ impl App {
                 );
                 let embedded = EmbeddedLog::open(&options.data_dir.join("log.redb"))?;
                 log = Arc::new(embedded.clone());
-                projector = Some(spawn_embedded_projector(&registry, &store, &embedded, &hub, stop_signal));
+                projector = Some(spawn_embedded_projector(
+                    &registry,
+                    &store,
+                    &store_metrics,
+                    &embedded,
+                    &hub,
+                    stop_signal,
+                ));
                 embedded_log = Some(embedded);
             }
             LogKind::Kafka => {
@@ -160,16 +212,33 @@ impl App {
                     )?,
                 };
                 ensure_topics(&kafka).await?;
-                log = Arc::new(KafkaLog::new(&kafka)?);
+                let log_metrics = LogMetrics::register(&metrics_registry)?;
+                log = Arc::new(KafkaLog::new(&kafka)?.with_metrics(log_metrics));
+                let log_check = kafka_check(&kafka, &kafka.topics().commands)?;
+                readiness_checks.push(("log".to_owned(), log_check.clone()));
+                if options.run_api {
+                    // The API's `/readyz` checks its store reads and its own appends; this adds
+                    // an active check of the broker.
+                    options.api.runtime.add_readiness_probe("kafka", log_check);
+                }
                 if options.run_projector {
-                    let config = match &options.projector {
+                    let mut config = match &options.projector {
                         Some(config) => config.clone(),
                         None => KafkaProjectorConfig::from_env(kafka.clone())?,
                     };
+                    config.metrics = ProjectorMetrics::register(&metrics_registry)?;
+                    LagMonitor::new(&config, config.metrics.clone())?
+                        .spawn(LAG_REFRESH_INTERVAL, stop_signal.clone());
                     // All-in-one: the projector hands outcomes straight to this process's hub.
                     let local_hub = options.run_api.then(|| hub.clone());
-                    projector =
-                        Some(spawn_kafka_projector(&registry, &store, config, local_hub, stop_signal));
+                    projector = Some(spawn_kafka_projector(
+                        &registry,
+                        &store,
+                        &store_metrics,
+                        config,
+                        local_hub,
+                        stop_signal,
+                    ));
                 }
                 if options.run_api && !options.run_projector {
                     outcome_listener = Some(OutcomeListener::start(&kafka, hub.clone()).await?);
@@ -186,7 +255,7 @@ impl App {
             let state = ApiState {
                 registry: registry.clone(),
                 write: WritePath::new(log, hub, OUTCOME_TIMEOUT),
-                reader: store.reader(),
+                reader: store.reader(&store_metrics),
                 auth: Arc::new(tenants.clone()),
                 config: options.api.clone(),
             };
@@ -203,7 +272,20 @@ impl App {
             projector,
             stop_projector,
             outcome_listener,
+            metrics_registry,
+            readiness_checks,
         })
+    }
+
+    /// Every metric of this pipeline (the API's registry, whether or not the API runs here).
+    pub fn metrics_registry(&self) -> &Registry {
+        &self.metrics_registry
+    }
+
+    /// The readiness checks of a process without the API: `store` (a position read) and, on
+    /// Kafka, `log` (a metadata request for the commands topic).
+    pub fn readiness_checks(&self) -> Vec<(String, ReadinessProbe)> {
+        self.readiness_checks.clone()
     }
 
     pub fn port(&self) -> Option<u16> {
@@ -241,18 +323,21 @@ impl App {
 fn spawn_embedded_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
+    metrics: &StoreMetrics,
     log: &EmbeddedLog,
     hub: &Arc<OutcomeHub>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let (registry, log, hub) = (registry.clone(), log.clone(), hub.clone());
+    let (registry, log, hub, metrics) = (registry.clone(), log.clone(), hub.clone(), metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
-            scimflow_projector::embedded::run(registry, Arc::new(store), log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, stop).await;
             Ok(())
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
-            scimflow_projector::embedded::run(registry, Arc::new(store), log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, stop).await;
             Ok(())
         }),
     }
@@ -261,17 +346,20 @@ fn spawn_embedded_projector(
 fn spawn_kafka_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
+    metrics: &StoreMetrics,
     config: KafkaProjectorConfig,
     hub: Option<Arc<OutcomeHub>>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let registry = registry.clone();
+    let (registry, metrics) = (registry.clone(), metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
-            Ok(run_kafka_projector(registry, Arc::new(store), config, hub, stop).await?)
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            Ok(run_kafka_projector(registry, store, config, hub, stop).await?)
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
-            Ok(run_kafka_projector(registry, Arc::new(store), config, hub, stop).await?)
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            Ok(run_kafka_projector(registry, store, config, hub, stop).await?)
         }),
     }
 }

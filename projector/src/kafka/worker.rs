@@ -14,6 +14,7 @@ use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
 use crate::batch::{BatchResult, fold_records};
+use crate::metrics::{ProjectorMetrics, TransactionResult};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -140,6 +141,7 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     max_batch: usize,
     partitions: BTreeMap<u32, PartitionState>,
     control: Arc<Control>,
+    metrics: ProjectorMetrics,
 }
 
 impl<S: StoreWriter + 'static> Worker<S> {
@@ -203,6 +205,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             max_batch: config.max_batch.max(1),
             partitions: BTreeMap::new(),
             control,
+            metrics: config.metrics.clone(),
         })
     }
 
@@ -433,6 +436,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                         poison = result.poison,
                         "EventsProjected"
                     );
+                    self.metrics.batch_folded(partition, result.outcomes.len(), result.poison);
                     state.pending.clear();
                     state.retry.succeeded();
                     let was_paused = state.paused;
@@ -453,6 +457,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                     }
                 }
                 Err(error) => {
+                    self.metrics.fold_failed(partition);
                     let delay = state.retry.failed();
                     let pending = state.pending.len();
                     tracing::error!(
@@ -538,13 +543,16 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 }
             }
         };
-        match attempt() {
+        let started = Instant::now();
+        let result = match attempt() {
             Ok(count) => {
                 tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
                 Ok(())
             }
             Err(error) => Err(self.abort_after(error)),
-        }
+        };
+        self.metrics.transaction_ended(transaction_result(&result), started.elapsed());
+        result
     }
 
     fn abort_after(&self, error: KafkaError) -> TransactionFailure {
@@ -655,6 +663,14 @@ fn take_record(
         offset,
         payload: message.payload().unwrap_or_default().to_vec(),
     });
+}
+
+fn transaction_result<T>(result: &Result<T, TransactionFailure>) -> TransactionResult {
+    match result {
+        Ok(_) => TransactionResult::Committed,
+        Err(TransactionFailure::Aborted(_)) => TransactionResult::Aborted,
+        Err(TransactionFailure::Fatal(_)) => TransactionResult::Fatal,
+    }
 }
 
 /// Folds the records at or after the store's position. Returns the result and the offset the
