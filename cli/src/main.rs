@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 app.metrics_registry().clone(),
                 app.readiness_checks(),
             )?;
-            println!("scimflow projector is folding the Kafka command log; Ctrl-C stops it");
+            println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
             println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
             let result = app.run_until_stopped().await;
             metrics.stop().await;
@@ -160,10 +160,13 @@ async fn fanout(config_path: &std::path::Path, metrics_listen: &str) -> anyhow::
     let process = scimflow::fanout_cmd::start(config, &kafka, &group, metrics_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        scimflow::shutdown::requested().await;
         let _ = stop.send(true);
     });
-    println!("scimflow fanout is delivering changes from {}; Ctrl-C stops it", kafka.topics().changes);
+    println!(
+        "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
+        kafka.topics().changes
+    );
     println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
     let result = process.fanout.run_until(stopped).await;
     process.metrics.stop().await;

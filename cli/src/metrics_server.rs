@@ -64,6 +64,8 @@ impl MetricsServer {
         // Scrapes and probes are few: one worker, and no long drain on shutdown.
         .workers(1)
         .shutdown_timeout(1)
+        // The process decides when to stop (see `shutdown`); metrics stay up while it drains.
+        .disable_signals()
         .listen(listener)?
         .run();
         let handle = server.handle();
