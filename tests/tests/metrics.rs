@@ -5,6 +5,7 @@
 //!
 //! Needs `SCIMFLOW_KAFKA_BROKERS` (skipped without it, like the other Kafka tests).
 
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use scimflow::fanout_cmd;
 use scimflow::metrics_server::{MetricsServer, kafka_check};
 use scimflow::pipeline::{App, LogKind, StoreKind};
@@ -226,6 +227,14 @@ async fn a_projector_process_serves_its_metrics_health_and_readiness() {
     for index in 0..3 {
         api.create_user(&format!("projected-{index}")).await;
     }
+    // Two records that are not commands: skipped by the projector, and counted.
+    let kafka = fresh.kafka.clone().unwrap();
+    let producer: FutureProducer = kafka.client_config(&[]).create().unwrap();
+    let commands_topic = kafka.topics().commands;
+    for _ in 0..2 {
+        let record = FutureRecord::to(&commands_topic).key("junk").payload("not a command");
+        producer.send(record, Duration::from_secs(10)).await.expect("junk appended");
+    }
 
     let health = reqwest::get(format!("{metrics_origin}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
@@ -238,7 +247,8 @@ async fn a_projector_process_serves_its_metrics_health_and_readiness() {
     let scraped =
         scrape_until(&url, "the projector folded the writes and the lag monitor saw it", |scraped| {
             scraped.sum("scimflow_projector_commands_folded_total", &[]) >= 4.0
-                && scraped.sum("scimflow_projector_log_end_offset", &[]) >= 4.0
+                && scraped.sum("scimflow_projector_poison_records_total", &[]) == 2.0
+                && scraped.sum("scimflow_projector_log_end_offset", &[]) >= 6.0
                 && scraped.sum("scimflow_projector_consumer_lag", &[]) == 0.0
         })
         .await;
