@@ -13,8 +13,8 @@
 //! ## Metrics and readiness
 //! Every component reports into one Prometheus registry, the API's
 //! (`options.api.runtime.metrics().registry()`), also when the process runs no API: the log's
-//! produce latency, the store's call latency ([`MeteredStore`] around either adapter), the
-//! projector's fold and lag metrics. An API process serves it on its own `/metrics`; a
+//! produce latency (Kafka), the store's call latency ([`MeteredStore`] around either adapter),
+//! the projector's fold and lag metrics (either log). An API process serves it on its own `/metrics`; a
 //! projector-only process serves [`App::metrics_registry`] and [`App::readiness_checks`] with a
 //! [`MetricsServer`](crate::metrics_server::MetricsServer) (`scimflow projector --metrics-listen`).
 
@@ -194,10 +194,12 @@ impl App {
                 );
                 let embedded = EmbeddedLog::open(&options.data_dir.join("log.redb"))?;
                 log = Arc::new(embedded.clone());
+                let projector_metrics = ProjectorMetrics::register(&metrics_registry)?;
                 projector = Some(spawn_embedded_projector(
                     &registry,
                     &store,
                     &store_metrics,
+                    &projector_metrics,
                     &embedded,
                     &hub,
                     stop_signal,
@@ -323,21 +325,23 @@ impl App {
 fn spawn_embedded_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
-    metrics: &StoreMetrics,
+    store_metrics: &StoreMetrics,
+    projector_metrics: &ProjectorMetrics,
     log: &EmbeddedLog,
     hub: &Arc<OutcomeHub>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let (registry, log, hub, metrics) = (registry.clone(), log.clone(), hub.clone(), metrics.clone());
+    let (registry, log, hub) = (registry.clone(), log.clone(), hub.clone());
+    let (store_metrics, projector_metrics) = (store_metrics.clone(), projector_metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
-            let store = Arc::new(MeteredStore::new(store, metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, store_metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
             Ok(())
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
-            let store = Arc::new(MeteredStore::new(store, metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, store_metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
             Ok(())
         }),
     }

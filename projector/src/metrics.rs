@@ -11,9 +11,10 @@
 //! | `scimflow_projector_log_end_offset` | gauge | `partition` |
 //! | `scimflow_projector_committed_offset` | gauge | `partition` |
 //!
-//! `partition` is a command-log partition: bounded by the topic's partition count. The last
-//! three come from the [`LagMonitor`](crate::kafka::lag::LagMonitor), the others from the fold
-//! loop. The metrics are created unregistered ([`ProjectorMetrics::default`]);
+//! `partition` is a command-log partition: bounded by the topic's partition count. On Kafka the
+//! last three come from the [`LagMonitor`](crate::kafka::lag::LagMonitor); the embedded loop
+//! sets them itself (one partition, the store's position as the committed offset). The others
+//! come from the fold loops. The metrics are created unregistered ([`ProjectorMetrics::default`]);
 //! [`ProjectorMetrics::register`] puts them on the registry a process serves at `/metrics`.
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};

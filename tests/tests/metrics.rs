@@ -376,3 +376,27 @@ async fn fanout_serves_delivery_lag_retries_and_dead_letters() {
     drop(stop);
     process.metrics.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_pipeline_reports_its_fold_and_store_metrics() {
+    let app = scimflow_tests::spawn_app().await;
+    let users = 3;
+    write_some(&app, users).await;
+    let url = format!("{}/metrics", origin(&app.base_url));
+    let writes = (users + 1) as f64;
+    let scraped = scrape_until(&url, "the embedded projector folded every write", |scraped| {
+        scraped.sum("scimflow_projector_commands_folded_total", &[("partition", "0")]) >= writes
+            && scraped.sum("scimflow_projector_consumer_lag", &[("partition", "0")]) == 0.0
+    })
+    .await;
+    assert!(scraped.sum("scimflow_projector_log_end_offset", &[("partition", "0")]) >= writes);
+    assert!(scraped.sum("scimflow_projector_batch_size_count", &[]) >= 1.0);
+    let commits = [("side", "writer"), ("operation", "commit"), ("result", "ok")];
+    assert!(scraped.sum("scimflow_store_operation_duration_seconds_count", &commits) >= 1.0);
+    let reads = [("side", "reader"), ("operation", "resource"), ("result", "ok")];
+    assert!(scraped.sum("scimflow_store_operation_duration_seconds_count", &reads) >= 1.0);
+    assert!(scraped.sum("scimflow_api_outcome_wait_seconds_count", &[("result", "accepted")]) >= writes);
+    // No Kafka here: no produce latency and no transactions.
+    assert!(scraped.matching("scimflow_log_produce_duration_seconds_count", &[]).is_empty());
+    assert!(scraped.matching("scimflow_projector_transaction_duration_seconds_count", &[]).is_empty());
+}
