@@ -50,8 +50,7 @@ pub fn install_default_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Reads and checks the certificate chain and key; the config offers TLS 1.2 and 1.3 and, through
-/// actix, HTTP/1.1 and h2 by ALPN.
+/// Reads and checks the certificate chain and key; the config offers TLS 1.2 and 1.3.
 pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     let certificates = read_certificates(&files.cert_path)?;
     let key = read_key(&files.key_path)?;
