@@ -224,3 +224,46 @@ fn type_label<T>() -> &'static str {
         _ => "value",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(pairs: &[(&str, &str)]) -> (Settings, Vec<FieldError>) {
+        let vars = pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        let mut settings = Settings::default();
+        let errors = apply_env(&mut settings, &vars);
+        (settings, errors)
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset() {
+        let (settings, errors) = applied(&[("SCIMFLOW_LISTEN", " "), ("SCIMFLOW_TENANT_RATE", "")]);
+        assert!(errors.is_empty());
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn kafka_client_variables_become_librdkafka_keys() {
+        let (settings, _) = applied(&[("SCIMFLOW_KAFKA_CLIENT_SECURITY_PROTOCOL", "SASL_SSL")]);
+        assert_eq!(settings.log.kafka.client["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn kinds_are_read_case_insensitively_and_unknown_ones_named() {
+        let (settings, errors) = applied(&[("SCIMFLOW_LOG", "Kafka"), ("SCIMFLOW_STORE", "postgres")]);
+        assert_eq!(settings.log.kind, LogKind::Kafka);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "store.kind");
+        assert_eq!(errors[0].env_var.as_deref(), Some("SCIMFLOW_STORE"));
+    }
+
+    #[test]
+    fn the_scimflow_otlp_variable_beats_the_standard_one() {
+        let (settings, _) = applied(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://standard:4317"),
+            ("SCIMFLOW_OTLP_ENDPOINT", "http://scimflow:4317"),
+        ]);
+        assert_eq!(settings.telemetry.otlp_endpoint.as_deref(), Some("http://scimflow:4317"));
+    }
+}
