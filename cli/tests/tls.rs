@@ -206,3 +206,23 @@ fn a_certificate_without_its_key_is_rejected() {
     assert!(!output.status.success());
     assert!(stderr.contains("tls.key_path: required when tls.cert_path is set"), "{stderr}");
 }
+
+#[test]
+fn a_key_of_another_certificate_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = self_signed(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let other_certificate = self_signed(other.path());
+    let output = scimflow_serve(
+        &[
+            "--tls-cert",
+            certificate.cert_path.to_str().unwrap(),
+            "--tls-key",
+            other_certificate.key_path.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("cannot be used together"), "{stderr}");
+}
