@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
                 app.readiness_checks(),
             )?;
             println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
-            println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
+            println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", metrics.origin());
             let result = app.run_until_stopped().await;
             metrics.stop().await;
             result
@@ -240,7 +240,7 @@ async fn fanout(settings: &Settings, metrics_listen: &str) -> anyhow::Result<()>
         "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
         kafka.topics().changes
     );
-    println!("metrics, health and readiness on http://{metrics_listen}/metrics, /healthz, /readyz");
+    println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", process.metrics.origin());
     let result = process.fanout.run_until(stopped).await;
     process.metrics.stop().await;
     Ok(result?)

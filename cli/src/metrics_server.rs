@@ -33,6 +33,7 @@ struct Endpoints {
 
 /// A running metrics server; stops when [`MetricsServer::stop`] is called or the process ends.
 pub struct MetricsServer {
+    host: String,
     port: u16,
     handle: ServerHandle,
 }
@@ -52,7 +53,8 @@ impl MetricsServer {
         registry.register(Box::new(ready.clone())).context("scimflow_ready is registered once")?;
         let listener =
             TcpListener::bind(listen).with_context(|| format!("cannot listen for metrics on {listen}"))?;
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let (host, port) = (bound.ip().to_string(), bound.port());
         let endpoints = web::Data::new(Endpoints { registry, checks, ready });
         let server: Server = HttpServer::new(move || {
             App::new()
@@ -70,11 +72,16 @@ impl MetricsServer {
         .run();
         let handle = server.handle();
         tokio::spawn(server);
-        Ok(MetricsServer { port, handle })
+        Ok(MetricsServer { host, port, handle })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://host:port` as bound (the port chosen when `listen` asked for port 0).
+    pub fn origin(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
     }
 
     pub async fn stop(self) {

@@ -24,7 +24,7 @@ use crate::metrics_server::{kafka_check, probe};
 use anyhow::Context;
 use prometheus::Registry;
 use scimflow_core::SchemaRegistry;
-use scimflow_ingest_api::runtime::ReadinessProbe;
+use scimflow_ingest_api::runtime::{ApiRuntime, ReadinessProbe};
 use scimflow_ingest_api::startup::build_server_with_tls;
 use scimflow_ingest_api::tls::{TlsFiles, server_config};
 use scimflow_ingest_api::{ApiConfig, ApiState};
@@ -178,8 +178,18 @@ impl App {
         let registry = Arc::new(SchemaRegistry::standard());
         let hub = Arc::new(OutcomeHub::new());
         let store = AnyStore::open(&options).await?;
+        let mut options = options;
+        let store_metrics = match StoreMetrics::register(options.api.runtime.metrics().registry()) {
+            Ok(metrics) => metrics,
+            // These options built a pipeline before (a restart with cloned options): that one's
+            // metrics own the names, so this one reports into a runtime of its own.
+            Err(prometheus::Error::AlreadyReg) => {
+                options.api.runtime = ApiRuntime::new();
+                StoreMetrics::register(options.api.runtime.metrics().registry())?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let metrics_registry = options.api.runtime.metrics().registry().clone();
-        let store_metrics = StoreMetrics::register(&metrics_registry)?;
         let mut readiness_checks: Vec<(String, ReadinessProbe)> = Vec::new();
         let checked_store = store.clone();
         readiness_checks.push((
