@@ -2,7 +2,7 @@
 //! in one process on the embedded log and store under `./scimflow-data`.
 
 use clap::{Args, Parser, Subcommand};
-use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
+use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
 use scimflow_ingest_api::ApiConfig;
 use std::path::PathBuf;
@@ -69,6 +69,10 @@ enum Command {
         /// The command log.
         #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_LOG")]
         log: LogKind,
+        /// Also deliver applied changes to the subscriptions of this file (TOML or JSON; see
+        /// docs/consumers.md): from the changes topic on Kafka, the store's change feed otherwise.
+        #[arg(long, env = "SCIMFLOW_FANOUT_CONFIG")]
+        fanout_config: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -110,8 +114,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     scimflow::telemetry::init_telemetry();
     match Cli::parse().command {
-        Command::Serve { listen, log, common } => {
-            let options = options(common, listen, log, true, true);
+        Command::Serve { listen, log, fanout_config, common } => {
+            let mut options = options(common, listen, log, true, true);
+            options.fanout = fanout_config.map(|path| fanout_options(&path)).transpose()?;
             serve(options).await
         }
         Command::IngestApi { listen, common } => {
@@ -137,11 +142,17 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
-    use scimflow_fanout::source::{DEFAULT_GROUP_ID, KafkaChangeSource};
+fn fanout_options(config_path: &std::path::Path) -> anyhow::Result<FanoutOptions> {
     let config = scimflow_fanout::config::FanoutConfig::load(config_path)?;
+    let group_id = std::env::var("SCIMFLOW_FANOUT_GROUP_ID")
+        .unwrap_or_else(|_| scimflow_fanout::source::DEFAULT_GROUP_ID.to_owned());
+    Ok(FanoutOptions { config, group_id })
+}
+
+async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
+    use scimflow_fanout::source::KafkaChangeSource;
+    let FanoutOptions { config, group_id: group } = fanout_options(config_path)?;
     let kafka = scimflow_log::kafka::KafkaConfig::from_env()?;
-    let group = std::env::var("SCIMFLOW_FANOUT_GROUP_ID").unwrap_or_else(|_| DEFAULT_GROUP_ID.to_owned());
     let source = KafkaChangeSource::new(&kafka, &group)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -170,6 +181,7 @@ fn options(
         kafka: None,
         projector: None,
         cql: None,
+        fanout: None,
     }
 }
 

@@ -8,17 +8,24 @@
 //! | `scimflow ingest-api --store cql` | Kafka | any | API (outcomes from the outcomes topic) |
 //! | `scimflow projector --store cql` | Kafka | any | projector |
 //!
+//! `serve --fanout-config FILE` also runs fanout in the process: from the changes topic on
+//! Kafka, from the store's change feed on the embedded log (docs/consumers.md).
+//!
 //! Tenants live in `DATA_DIR/tenants.redb` in every topology.
 
 use crate::embedded::open_tenants;
 use anyhow::Context;
 use scimflow_core::SchemaRegistry;
+use scimflow_fanout::Fanout;
+use scimflow_fanout::config::FanoutConfig;
+use scimflow_fanout::db::FanoutDb;
+use scimflow_fanout::source::{KafkaChangeSource, StoreFeedSource};
 use scimflow_ingest_api::{ApiConfig, ApiState, build_server};
-use scimflow_log::embedded::EmbeddedLog;
+use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
 use scimflow_log::kafka::{KafkaConfig, KafkaLog, OutcomeListener, ensure_topics};
 use scimflow_log::{CommandLog, OutcomeHub, WritePath};
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
-use scimflow_store::StoreReader;
+use scimflow_store::{StoreReader, StoreWriter};
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
 use scimflow_store::tenants::TenantDirectory;
@@ -63,6 +70,15 @@ pub struct PipelineOptions {
     pub projector: Option<KafkaProjectorConfig>,
     /// Explicit CQL settings; `None` reads `SCIMFLOW_CQL_*` from the environment.
     pub cql: Option<CqlConfig>,
+    /// Also run fanout in this process (`serve --fanout-config`).
+    pub fanout: Option<FanoutOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub config: FanoutConfig,
+    /// Consumer group on the changes topic (Kafka log only).
+    pub group_id: String,
 }
 
 impl PipelineOptions {
@@ -79,6 +95,7 @@ impl PipelineOptions {
             kafka: None,
             projector: None,
             cql: None,
+            fanout: None,
         }
     }
 }
@@ -114,9 +131,17 @@ impl AnyStore {
             AnyStore::Cql(store) => Arc::new(store.clone()),
         }
     }
+
+    fn writer(&self) -> Arc<dyn StoreWriter> {
+        match self {
+            AnyStore::Embedded(store) => Arc::new(store.clone()),
+            AnyStore::Cql(store) => Arc::new(store.clone()),
+        }
+    }
 }
 
-/// A running pipeline: the API server (if this process serves it) and the projector task.
+/// A running pipeline: the API server (if this process serves it), the projector task, and
+/// fanout when configured.
 pub struct App {
     server: Option<actix_web::dev::Server>,
     port: Option<u16>,
@@ -128,6 +153,7 @@ pub struct App {
     projector: Option<JoinHandle<anyhow::Result<()>>>,
     stop_projector: watch::Sender<bool>,
     outcome_listener: Option<OutcomeListener>,
+    fanout: Option<Fanout>,
 }
 
 impl App {
@@ -139,6 +165,7 @@ impl App {
         let (stop_projector, stop_signal) = watch::channel(false);
         let mut embedded_log = None;
         let mut outcome_listener = None;
+        let mut kafka_config = None;
         let log: Arc<dyn CommandLog>;
         let mut projector = None;
         match options.log {
@@ -174,8 +201,13 @@ impl App {
                 if options.run_api && !options.run_projector {
                     outcome_listener = Some(OutcomeListener::start(&kafka, hub.clone()).await?);
                 }
+                kafka_config = Some(kafka);
             }
         }
+        let fanout = match &options.fanout {
+            Some(fanout) => Some(start_fanout(fanout, kafka_config.as_ref(), &store).await?),
+            None => None,
+        };
         let (mut server, mut port, mut base_url) = (None, None, None);
         if options.run_api {
             let listener = TcpListener::bind(&options.listen)
@@ -203,6 +235,7 @@ impl App {
             projector,
             stop_projector,
             outcome_listener,
+            fanout,
         })
     }
 
@@ -210,12 +243,31 @@ impl App {
         self.port
     }
 
+    /// Delivery counters of the fanout running in this process, if any.
+    pub fn fanout_metrics(&self) -> Option<scimflow_fanout::metrics::MetricsSnapshot> {
+        self.fanout.as_ref().map(Fanout::metrics)
+    }
+
     /// Runs until the server stops (Ctrl-C / SIGTERM: actix drains in-flight requests) or, for a
-    /// projector-only process, until Ctrl-C; then lets the projector finish what it started and
-    /// checkpoints an embedded store.
+    /// projector-only process, until Ctrl-C; then lets the projector finish what it started,
+    /// stops fanout (what it had not committed is delivered after a restart) and checkpoints an
+    /// embedded store. A fatal fanout error stops the server too and is returned at the end.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut fanout_failure = None;
         match self.server.take() {
-            Some(server) => server.await?,
+            Some(mut server) => {
+                let handle = server.handle();
+                tokio::select! {
+                    served = &mut server => served?,
+                    failure = fanout_ended(self.fanout.as_mut()) => {
+                        tracing::error!(error = %failure, "FanoutFailed");
+                        fanout_failure = Some(failure);
+                        let stopping = handle.stop(true);
+                        server.await?;
+                        stopping.await;
+                    }
+                }
+            }
             None => {
                 let projector = self.projector.as_mut().context("nothing to run")?;
                 tokio::select! {
@@ -231,10 +283,49 @@ impl App {
         if let Some(listener) = self.outcome_listener.take() {
             listener.stop();
         }
+        if let Some(fanout) = self.fanout.take()
+            && fanout_failure.is_none()
+        {
+            fanout.stop().await?;
+        }
         if let AnyStore::Embedded(store) = &self.store {
             store.checkpoint()?;
         }
-        Ok(())
+        match fanout_failure {
+            Some(failure) => Err(failure.context("fanout failed; a restart resumes from its last commit")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts fanout on the changes topic (Kafka log), or on the store's change feed (embedded log:
+/// there is no changes topic, and the store holds every change with its log offset).
+async fn start_fanout(
+    options: &FanoutOptions,
+    kafka: Option<&KafkaConfig>,
+    store: &AnyStore,
+) -> anyhow::Result<Fanout> {
+    let config = options.config.clone();
+    let fanout = match kafka {
+        Some(kafka) => {
+            let source = KafkaChangeSource::new(kafka, &options.group_id)?;
+            Fanout::start(config, Some(kafka), Box::new(source)).await?
+        }
+        None => {
+            let db = FanoutDb::open(&config.data_dir)?;
+            let source = StoreFeedSource::new(store.writer(), db.clone(), vec![EMBEDDED_PARTITION])?;
+            Fanout::start_with_db(config, None, Box::new(source), db).await?
+        }
+    };
+    Ok(fanout)
+}
+
+/// Resolves when fanout ends on its own (never without fanout).
+async fn fanout_ended(fanout: Option<&mut Fanout>) -> anyhow::Error {
+    let Some(fanout) = fanout else { return std::future::pending().await };
+    match fanout.failed().await {
+        Err(error) => error.into(),
+        Ok(()) => anyhow::anyhow!("fanout stopped unexpectedly"),
     }
 }
 

@@ -16,6 +16,7 @@
 //! [[subscriptions]]
 //! product = "chat"
 //! delivery = { kind = "webhook", url = "https://chat.example/scim/events", secret_env = "CHAT_SET_SECRET" }
+//! # ca_cert = "/etc/scimflow/chat-ca.pem" trusts a private CA for this url
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,10 @@ pub struct WebhookConfig {
     /// Parallel in-order lanes; a resource always uses the same lane.
     #[serde(default = "default_lanes")]
     pub lanes: u32,
+    /// PEM file of CA certificates trusted for an `https://` url in addition to the system's
+    /// roots (a private CA, or a receiver's self-signed certificate).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl WebhookConfig {
@@ -157,6 +162,7 @@ impl WebhookConfig {
             max_backoff_ms: default_max_backoff_ms(),
             timeout_ms: default_timeout_ms(),
             lanes: default_lanes(),
+            ca_cert: None,
         }
     }
 
