@@ -107,7 +107,11 @@ pub async fn start_tls_receiver(
     local
 }
 
-async fn serve(stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, behaviour: Behaviour, received: Received) {
+async fn serve(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    behaviour: Behaviour,
+    received: Received,
+) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let (behaviour, received) = (behaviour.clone(), received.clone());
         async move { Ok::<_, hyper::Error>(handle(request, behaviour, received).await) }
@@ -117,7 +121,11 @@ async fn serve(stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, beh
         .await;
 }
 
-async fn handle(request: Request<Incoming>, behaviour: Behaviour, received: Received) -> Response<Full<Bytes>> {
+async fn handle(
+    request: Request<Incoming>,
+    behaviour: Behaviour,
+    received: Received,
+) -> Response<Full<Bytes>> {
     let content_type = request.headers().get("content-type").cloned();
     let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     tokio::time::sleep(behaviour.delay).await;
@@ -133,7 +141,10 @@ async fn handle(request: Request<Incoming>, behaviour: Behaviour, received: Rece
     match crate::set::verify(&token, &behaviour.secret) {
         Ok(claims) => {
             if behaviour.refuse.iter().any(|jti| claims["jti"] == *jti) {
-                return answer(StatusCode::BAD_REQUEST, r#"{"err":"invalid_request","description":"refused"}"#);
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"err":"invalid_request","description":"refused"}"#,
+                );
             }
             let arrival = Arrival { claims, at: Instant::now() };
             received.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(arrival);
