@@ -2,6 +2,7 @@
 //! `scimflow_fanout::testing`.
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // each test file uses a different part
 pub use scimflow_fanout::testing::{Behaviour, Received, start_receiver, wait_until};
 
 use async_trait::async_trait;
