@@ -243,11 +243,6 @@ impl App {
         self.port
     }
 
-    /// Delivery counters of the fanout running in this process, if any.
-    pub fn fanout_metrics(&self) -> Option<scimflow_fanout::metrics::MetricsSnapshot> {
-        self.fanout.as_ref().map(Fanout::metrics)
-    }
-
     /// Runs until the server stops (Ctrl-C / SIGTERM: actix drains in-flight requests) or, for a
     /// projector-only process, until Ctrl-C; then lets the projector finish what it started,
     /// stops fanout (what it had not committed is delivered after a restart) and checkpoints an

@@ -8,15 +8,15 @@
 //!
 //! [[subscriptions]]
 //! product = "billing"
-//! tenants = ["acme", "globex"]          # or "all" (the default)
+//! tenants = ["6f1c0b9e-…"]              # tenant ids (`scimflow tenant list`), or "all" (the default)
 //! resource_types = ["User"]             # default: User and Group
 //! attributes = ["userName", "active"]   # default: every attribute
 //! delivery = { kind = "kafka" }
 //!
 //! [[subscriptions]]
 //! product = "chat"
-//! delivery = { kind = "webhook", url = "https://chat.example/scim/events", secret_env = "CHAT_SET_SECRET" }
-//! # ca_cert = "/etc/scimflow/chat-ca.pem" trusts a private CA for this url
+//! delivery = { kind = "webhook", url = "https://chat.example/scim/events", secret_env = "CHAT_SET_SECRET",
+//!              ca_cert = "/etc/scimflow/chat-ca.pem" }   # ca_cert: optional, e.g. a private CA
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ pub struct Subscription {
     pub delivery: Delivery,
 }
 
-/// `"all"` or a list of tenant ids.
+/// `"all"` or a list of tenant ids (the `tenant_id` of the changes, not tenant names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawTenants", into = "RawTenants")]
 pub enum TenantSelection {
