@@ -100,9 +100,6 @@ impl WebhookSubscriber {
 /// connections never take a slot another needs. `https://` is verified against the system's
 /// roots plus the subscription's `ca_cert`.
 fn http_client(product: &str, config: &WebhookConfig) -> Result<reqwest::Client, ConfigError> {
-    // reqwest is built without a default provider (that would be aws-lc-rs): choose ring for
-    // the process. An `Err` means one is installed already, which is just as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout())
         .connect_timeout(config.timeout().min(Duration::from_secs(5)));
@@ -117,7 +114,9 @@ fn http_client(product: &str, config: &WebhookConfig) -> Result<reqwest::Client,
                 path.display()
             )));
         }
-        builder = builder.tls_certs_merge(roots);
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
     }
     builder.build().map_err(|error| ConfigError::Invalid(format!("webhook {product}: {error}")))
 }
