@@ -62,6 +62,7 @@ pub async fn spawn_app_on(topology: Topology) -> Option<TestApp> {
         kafka: Some(kafka),
         projector: Some(projector),
         cql,
+        tls: None,
         fanout: None,
     };
     let app = App::build(options).await.expect("pipeline starts on real services");
@@ -251,6 +252,7 @@ impl FreshServices {
             kafka: self.kafka.clone(),
             projector: self.projector.clone(),
             cql: self.cql.clone(),
+            tls: None,
             fanout: None,
         }
     }
