@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use scimflow::config::check::ConfigCommand;
 use scimflow::config::{CONFIG_ENV, Overrides, Settings};
 use scimflow::metrics_server::MetricsServer;
-use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
+use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -105,6 +105,11 @@ enum Command {
         /// The command log [default: embedded].
         #[arg(long, value_enum, env = "SCIMFLOW_LOG")]
         log: Option<LogKind>,
+        /// Also deliver applied changes to the subscriptions of this file (TOML or JSON,
+        /// docs/consumers.md), from the changes topic on Kafka, the store's change feed
+        /// otherwise; or SCIMFLOW_FANOUT_CONFIG, or `fanout.subscriptions` in the configuration.
+        #[arg(long, value_name = "FILE")]
+        fanout_config: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -171,9 +176,12 @@ fn load_settings(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Setti
 async fn main() -> anyhow::Result<()> {
     scimflow_ingest_api::tls::install_default_crypto_provider();
     match Cli::parse().command {
-        Command::Serve { listen, log, common } => {
-            let settings = common.settings(listen.overrides(log))?;
-            serve(settings.pipeline_options(true, true)?).await
+        Command::Serve { listen, log, fanout_config, common } => {
+            let overrides = Overrides { fanout_subscriptions: fanout_config, ..listen.overrides(log) };
+            let settings = common.settings(overrides)?;
+            let mut options = settings.pipeline_options(true, true)?;
+            options.fanout = fanout_in_serve(&settings)?;
+            serve(options).await
         }
         Command::IngestApi { listen, common } => {
             let settings = common.settings(listen.overrides(Some(LogKind::Kafka)))?;
@@ -221,6 +229,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Fanout inside `serve`, when subscriptions are configured.
+fn fanout_in_serve(settings: &Settings) -> anyhow::Result<Option<FanoutOptions>> {
+    let Some(subscriptions) = &settings.fanout.subscriptions else { return Ok(None) };
+    let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
+    Ok(Some(FanoutOptions { config, group_id: settings.fanout.group_id.clone() }))
 }
 
 async fn fanout(settings: &Settings, metrics_listen: &str) -> anyhow::Result<()> {

@@ -8,13 +8,16 @@
 //! | `scimflow ingest-api --store cql` | Kafka | any | API (outcomes from the outcomes topic) |
 //! | `scimflow projector --store cql` | Kafka | any | projector |
 //!
+//! `serve --fanout-config FILE` also runs fanout in the process: from the changes topic on
+//! Kafka, from the store's change feed on the embedded log (docs/consumers.md).
+//!
 //! Tenants live in `DATA_DIR/tenants.redb` in every topology.
 //!
 //! ## Metrics and readiness
 //! Every component reports into one Prometheus registry, the API's
 //! (`options.api.runtime.metrics().registry()`), also when the process runs no API: the log's
 //! produce latency (Kafka), the store's call latency ([`MeteredStore`] around either adapter),
-//! the projector's fold and lag metrics (either log). An API process serves it on its own `/metrics`; a
+//! the projector's fold and lag metrics (either log), and fanout's when `serve` runs it. An API process serves it on its own `/metrics`; a
 //! projector-only process serves [`App::metrics_registry`] and [`App::readiness_checks`] with a
 //! [`MetricsServer`](crate::metrics_server::MetricsServer) (`scimflow projector --metrics-listen`).
 
@@ -24,11 +27,15 @@ use crate::metrics_server::{kafka_check, probe};
 use anyhow::Context;
 use prometheus::Registry;
 use scimflow_core::SchemaRegistry;
+use scimflow_fanout::Fanout;
+use scimflow_fanout::config::FanoutConfig;
+use scimflow_fanout::db::FanoutDb;
+use scimflow_fanout::source::{KafkaChangeSource, StoreFeedSource};
 use scimflow_ingest_api::runtime::{ApiRuntime, ReadinessProbe};
 use scimflow_ingest_api::startup::build_server_with_tls;
 use scimflow_ingest_api::tls::{TlsFiles, server_config};
 use scimflow_ingest_api::{ApiConfig, ApiState};
-use scimflow_log::embedded::EmbeddedLog;
+use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
 use scimflow_log::kafka::{KafkaConfig, KafkaLog, LogMetrics, OutcomeListener, ensure_topics};
 use scimflow_log::{CommandLog, OutcomeHub, WritePath};
 use scimflow_projector::kafka::lag::LagMonitor;
@@ -88,6 +95,15 @@ pub struct PipelineOptions {
     pub cql: Option<CqlConfig>,
     /// Serve the API over HTTPS with this certificate and key; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Also run fanout in this process (`serve --fanout-config`).
+    pub fanout: Option<FanoutOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub config: FanoutConfig,
+    /// Consumer group on the changes topic (Kafka log only).
+    pub group_id: String,
 }
 
 impl PipelineOptions {
@@ -105,6 +121,7 @@ impl PipelineOptions {
             projector: None,
             cql: None,
             tls: None,
+            fanout: None,
         }
     }
 }
@@ -154,9 +171,17 @@ impl AnyStore {
             Err(join) => Err(format!("the store check failed: {join}")),
         }
     }
+
+    fn writer(&self) -> Arc<dyn StoreWriter> {
+        match self {
+            AnyStore::Embedded(store) => Arc::new(store.clone()),
+            AnyStore::Cql(store) => Arc::new(store.clone()),
+        }
+    }
 }
 
-/// A running pipeline: the API server (if this process serves it) and the projector task.
+/// A running pipeline: the API server (if this process serves it), the projector task, and
+/// fanout when configured.
 pub struct App {
     server: Option<actix_web::dev::Server>,
     port: Option<u16>,
@@ -170,6 +195,7 @@ pub struct App {
     outcome_listener: Option<OutcomeListener>,
     metrics_registry: Registry,
     readiness_checks: Vec<(String, ReadinessProbe)>,
+    fanout: Option<Fanout>,
 }
 
 impl App {
@@ -202,6 +228,7 @@ impl App {
         let (stop_projector, stop_signal) = watch::channel(false);
         let mut embedded_log = None;
         let mut outcome_listener = None;
+        let mut kafka_config = None;
         let log: Arc<dyn CommandLog>;
         let mut projector = None;
         match options.log {
@@ -263,8 +290,17 @@ impl App {
                 if options.run_api && !options.run_projector {
                     outcome_listener = Some(OutcomeListener::start(&kafka, hub.clone()).await?);
                 }
+                kafka_config = Some(kafka);
             }
         }
+        let fanout = match &options.fanout {
+            Some(fanout) => {
+                let fanout = start_fanout(fanout, kafka_config.as_ref(), &store).await?;
+                metrics_registry.register(Box::new(fanout.prometheus_collector()))?;
+                Some(fanout)
+            }
+            None => None,
+        };
         let (mut server, mut port, mut base_url) = (None, None, None);
         if options.run_api {
             // Before binding: a bad certificate or key stops the start with the file's name.
@@ -299,6 +335,7 @@ impl App {
             outcome_listener,
             metrics_registry,
             readiness_checks,
+            fanout,
         })
     }
 
@@ -318,11 +355,26 @@ impl App {
     }
 
     /// Runs until the server stops (Ctrl-C / SIGTERM: actix drains in-flight requests) or, for a
-    /// projector-only process, until Ctrl-C or SIGTERM; then lets the projector finish what it started and
-    /// checkpoints an embedded store.
+    /// projector-only process, until Ctrl-C or SIGTERM; then lets the projector finish what it
+    /// started, stops fanout (what it had not committed is delivered after a restart) and
+    /// checkpoints an embedded store. A fatal fanout error stops the server too and is returned
+    /// at the end.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut fanout_failure = None;
         match self.server.take() {
-            Some(server) => server.await?,
+            Some(mut server) => {
+                let handle = server.handle();
+                tokio::select! {
+                    served = &mut server => served?,
+                    failure = fanout_ended(self.fanout.as_mut()) => {
+                        tracing::error!(error = %failure, "FanoutFailed");
+                        fanout_failure = Some(failure);
+                        let stopping = handle.stop(true);
+                        server.await?;
+                        stopping.await;
+                    }
+                }
+            }
             None => {
                 let projector = self.projector.as_mut().context("nothing to run")?;
                 tokio::select! {
@@ -338,10 +390,49 @@ impl App {
         if let Some(listener) = self.outcome_listener.take() {
             listener.stop();
         }
+        if let Some(fanout) = self.fanout.take()
+            && fanout_failure.is_none()
+        {
+            fanout.stop().await?;
+        }
         if let AnyStore::Embedded(store) = &self.store {
             store.checkpoint()?;
         }
-        Ok(())
+        match fanout_failure {
+            Some(failure) => Err(failure.context("fanout failed; a restart resumes from its last commit")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts fanout on the changes topic (Kafka log), or on the store's change feed (embedded log:
+/// there is no changes topic, and the store holds every change with its log offset).
+async fn start_fanout(
+    options: &FanoutOptions,
+    kafka: Option<&KafkaConfig>,
+    store: &AnyStore,
+) -> anyhow::Result<Fanout> {
+    let config = options.config.clone();
+    let fanout = match kafka {
+        Some(kafka) => {
+            let source = KafkaChangeSource::new(kafka, &options.group_id)?;
+            Fanout::start(config, Some(kafka), Box::new(source)).await?
+        }
+        None => {
+            let db = FanoutDb::open(&config.data_dir)?;
+            let source = StoreFeedSource::new(store.writer(), db.clone(), vec![EMBEDDED_PARTITION])?;
+            Fanout::start_with_db(config, None, Box::new(source), db).await?
+        }
+    };
+    Ok(fanout)
+}
+
+/// Resolves when fanout ends on its own (never without fanout).
+async fn fanout_ended(fanout: Option<&mut Fanout>) -> anyhow::Error {
+    let Some(fanout) = fanout else { return std::future::pending().await };
+    match fanout.failed().await {
+        Err(error) => error.into(),
+        Ok(()) => anyhow::anyhow!("fanout stopped unexpectedly"),
     }
 }
 

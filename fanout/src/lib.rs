@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod set;
 pub mod sinks;
 pub mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use crate::config::{Delivery, FanoutConfig};
 use crate::db::{DbError, DeadLetter, FanoutDb};
@@ -220,9 +222,13 @@ impl Fanout {
         }
     }
 
-    /// Waits for the dispatcher to end on its own (a fatal error).
-    async fn failed(&mut self) -> Result<(), FanoutError> {
-        (&mut self.dispatcher).await.map_err(|join| FanoutError::Setup(join.to_string()))?
+    /// Waits for the dispatcher to end on its own (a fatal error); a process hosting fanout
+    /// beside other work selects on this to stop when fanout cannot go on.
+    /// The webhook workers are stopped too (the outbox keeps what they had not delivered).
+    pub async fn failed(&mut self) -> Result<(), FanoutError> {
+        let result = (&mut self.dispatcher).await;
+        let _ = self.shutdown.send(true);
+        result.map_err(|join| FanoutError::Setup(join.to_string()))?
     }
 }
 

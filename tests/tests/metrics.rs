@@ -8,7 +8,7 @@
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scimflow::fanout_cmd;
 use scimflow::metrics_server::{MetricsServer, kafka_check};
-use scimflow::pipeline::{App, LogKind, StoreKind};
+use scimflow::pipeline::{App, FanoutOptions, LogKind, StoreKind};
 use scimflow_fanout::config::{Delivery, FanoutConfig, Subscription, TenantSelection, WebhookConfig};
 use scimflow_ingest_api::limits::TenantLimits;
 use scimflow_log::kafka::KafkaConfig;
@@ -118,6 +118,12 @@ async fn the_all_in_one_metrics_cover_api_log_projector_and_store() {
     let mut options = fresh.options(dir.path(), LogKind::Kafka, StoreKind::Embedded);
     // A burst that the writes fit in and a slow refill, so a flood of reads is limited.
     options.api.limits.default_limits = TenantLimits { requests_per_second: 1, burst: 60, max_concurrent: 0 };
+    // `serve --fanout-config`: fanout in the process, its metrics on the same /metrics.
+    let accepting = accepting_receiver().await;
+    let mut subscriptions = FanoutConfig::new(dir.path().join("fanout"));
+    subscriptions.subscriptions = vec![webhook("crm", format!("http://{accepting}/events"), 0)];
+    let group_id = format!("fanout-metrics-{}", fresh.run);
+    options.fanout = Some(FanoutOptions { config: subscriptions, group_id });
     let app = spawn_app_with_options(options, dir).await;
     let users = 5;
     write_some(&app, users).await;
@@ -135,6 +141,7 @@ async fn the_all_in_one_metrics_cover_api_log_projector_and_store() {
     let scraped = scrape_until(&url, "the lag monitor saw the writes", |scraped| {
         scraped.sum("scimflow_projector_log_end_offset", &[]) >= at_least_writes
             && scraped.sum("scimflow_projector_consumer_lag", &[]) == 0.0
+            && scraped.sum("scimflow_fanout_delivered_total", &[("product", "crm")]) >= at_least_writes
     })
     .await;
 
@@ -193,6 +200,11 @@ async fn the_all_in_one_metrics_cover_api_log_projector_and_store() {
     assert!(scraped.sum("scimflow_store_operation_duration_seconds_sum", &commits) > 0.0);
     let reads = [("side", "reader"), ("operation", "resource"), ("result", "ok")];
     assert!(scraped.sum("scimflow_store_operation_duration_seconds_count", &reads) >= 1.0);
+
+    // Fanout in the same process: deliveries and their lag on the same registry.
+    let crm = [("product", "crm")];
+    assert!(scraped.sum("scimflow_fanout_delivery_lag_seconds_count", &crm) >= at_least_writes);
+    assert!(scraped.sum("scimflow_fanout_delivery_lag_seconds_sum", &crm) > 0.0);
 
     // The API's readiness includes the active Kafka check.
     let ready: Value =
