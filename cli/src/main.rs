@@ -2,10 +2,12 @@
 //! in one process on the embedded log and store under `./scimflow-data`.
 
 use clap::{Args, Parser, Subcommand};
-use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
+use scimflow::config::check::ConfigCommand;
+use scimflow::config::{CONFIG_ENV, Overrides, Settings};
+use scimflow::metrics_server::MetricsServer;
+use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
-use scimflow_ingest_api::ApiConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 // glibc malloc showed up as ~18% of CPU under write load; mimalloc serves the many small
@@ -22,77 +24,134 @@ struct Cli {
 
 /// Per-tenant limits of the API (429 + `Retry-After` beyond them). Off unless set; Entra ID
 /// needs 25 req/s per tenant sustained, so `--tenant-rate 50 --tenant-burst 100
-/// --tenant-concurrency 64` is a sound production start.
+/// --tenant-concurrency 64` is a sound production start. Per-tenant overrides live in the
+/// configuration file (`[api.tenant_overrides.<name>]`).
 #[derive(Debug, Args)]
 struct TenantLimitArgs {
-    /// Sustained requests per second per tenant (0 = unlimited).
-    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_RATE")]
-    tenant_rate: u32,
-    /// Requests a tenant may send at once above its rate.
-    #[arg(long, default_value_t = 100, env = "SCIMFLOW_TENANT_BURST")]
-    tenant_burst: u32,
-    /// Requests of one tenant served at the same time (0 = unlimited).
-    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_CONCURRENCY")]
-    tenant_concurrency: u32,
+    /// Sustained requests per second per tenant (0 = unlimited) [default: 0].
+    #[arg(long, env = "SCIMFLOW_TENANT_RATE")]
+    tenant_rate: Option<u32>,
+    /// Requests a tenant may send at once above its rate [default: 100].
+    #[arg(long, env = "SCIMFLOW_TENANT_BURST")]
+    tenant_burst: Option<u32>,
+    /// Requests of one tenant served at the same time (0 = unlimited) [default: 0].
+    #[arg(long, env = "SCIMFLOW_TENANT_CONCURRENCY")]
+    tenant_concurrency: Option<u32>,
 }
 
-impl TenantLimitArgs {
-    fn api_config(&self) -> ApiConfig {
-        let mut config = ApiConfig::default();
-        config.limits.default_limits = scimflow_ingest_api::limits::TenantLimits {
-            requests_per_second: self.tenant_rate,
-            burst: self.tenant_burst.max(1),
-            max_concurrent: self.tenant_concurrency,
+/// Flags of every pipeline command. Each overrides the configuration file and the environment.
+#[derive(Debug, Args)]
+struct Common {
+    /// The configuration file (TOML, docs/configuration.md).
+    #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Tenants (and the embedded log and store) live here [default: scimflow-data].
+    #[arg(long, env = "SCIMFLOW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The projection store [default: embedded].
+    #[arg(long, value_enum, env = "SCIMFLOW_STORE")]
+    store: Option<StoreKind>,
+    #[command(flatten)]
+    limits: TenantLimitArgs,
+}
+
+impl Common {
+    /// The settings (file < environment < these flags < `overrides`), validated; starts logging.
+    fn settings(self, overrides: Overrides) -> anyhow::Result<Settings> {
+        let flags = Overrides {
+            data_dir: self.data_dir,
+            store: self.store,
+            tenant_rate: self.limits.tenant_rate,
+            tenant_burst: self.limits.tenant_burst,
+            tenant_concurrency: self.limits.tenant_concurrency,
+            ..overrides
         };
-        config
+        load_settings(self.config.as_deref(), &flags)
     }
 }
 
+/// Where and how the API listens.
 #[derive(Debug, Args)]
-struct Common {
-    /// Tenants (and the embedded log and store) live here.
-    #[arg(long, default_value = "scimflow-data", env = "SCIMFLOW_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The projection store.
-    #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_STORE")]
-    store: StoreKind,
-    #[command(flatten)]
-    limits: TenantLimitArgs,
+struct ListenArgs {
+    /// `host:port` of the API [default: 127.0.0.1:8080].
+    #[arg(long, env = "SCIMFLOW_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "SCIMFLOW_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "SCIMFLOW_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ListenArgs {
+    fn overrides(self, log: Option<LogKind>) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            log,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            ..Overrides::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline (API, log, projector, store) in one process.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
-        listen: String,
-        /// The command log.
-        #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_LOG")]
-        log: LogKind,
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// The command log [default: embedded].
+        #[arg(long, value_enum, env = "SCIMFLOW_LOG")]
+        log: Option<LogKind>,
+        /// Also deliver applied changes to the subscriptions of this file (TOML or JSON,
+        /// docs/consumers.md), from the changes topic on Kafka, the store's change feed
+        /// otherwise; or SCIMFLOW_FANOUT_CONFIG, or `fanout.subscriptions` in the configuration.
+        #[arg(long, value_name = "FILE")]
+        fanout_config: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
     /// Run only the SCIM API on Kafka (outcomes arrive from projectors over the outcomes topic).
     IngestApi {
-        #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
-        listen: String,
+        #[command(flatten)]
+        listen: ListenArgs,
         #[command(flatten)]
         common: Common,
     },
     /// Run only a projector: fold the Kafka command log into the store.
     Projector {
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9464", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
         #[command(flatten)]
         common: Common,
     },
     /// Deliver applied changes from the Kafka changes topic to the subscriptions of a config file
     /// (product topics, compacted state topics, signed webhooks); see docs/consumers.md.
     Fanout {
-        /// Subscriptions (TOML or JSON).
-        #[arg(long, env = "SCIMFLOW_FANOUT_CONFIG")]
-        config: PathBuf,
+        /// Subscriptions (TOML or JSON); or `fanout.subscriptions` in the configuration file.
+        #[arg(long = "config", env = "SCIMFLOW_FANOUT_CONFIG", value_name = "FILE")]
+        subscriptions: Option<PathBuf>,
+        /// The scimflow configuration file (what `--config` is to the other commands).
+        #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+        settings: Option<PathBuf>,
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9465", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
     },
-    /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
-    Migrate,
+    /// Create or upgrade the CQL schema (`store.cql` settings or SCIMFLOW_CQL_NODES, ...).
+    Migrate {
+        /// The configuration file (TOML, docs/configuration.md).
+        #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration and print the effective settings (docs/configuration.md).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Rebuild the projection by folding the embedded command log (resumable; docs/operations.md).
     Replay(scimflow::ops::replay::ReplayArgs),
     /// Compare the store with the command log, name drifted rows, `--repair` them.
@@ -106,43 +165,87 @@ enum Command {
     },
 }
 
+/// Loads and validates the settings, then starts logging as they say.
+fn load_settings(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Settings> {
+    let settings = scimflow::config::load_from_process(file, flags)?;
+    scimflow::telemetry::init_telemetry_from(&settings.telemetry);
+    Ok(settings)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    scimflow::telemetry::init_telemetry();
+    scimflow_ingest_api::tls::install_default_crypto_provider();
     match Cli::parse().command {
-        Command::Serve { listen, log, common } => {
-            let options = options(common, listen, log, true, true);
+        Command::Serve { listen, log, fanout_config, common } => {
+            let overrides = Overrides { fanout_subscriptions: fanout_config, ..listen.overrides(log) };
+            let settings = common.settings(overrides)?;
+            let mut options = settings.pipeline_options(true, true)?;
+            options.fanout = fanout_in_serve(&settings)?;
             serve(options).await
         }
         Command::IngestApi { listen, common } => {
-            serve(options(common, listen, LogKind::Kafka, true, false)).await
+            let settings = common.settings(listen.overrides(Some(LogKind::Kafka)))?;
+            serve(settings.pipeline_options(true, false)?).await
         }
-        Command::Projector { common } => {
-            let app = App::build(options(common, String::new(), LogKind::Kafka, false, true)).await?;
+        Command::Projector { metrics_listen, common } => {
+            let kafka = Overrides { log: Some(LogKind::Kafka), ..Overrides::default() };
+            let settings = common.settings(kafka)?;
+            let app = App::build(settings.pipeline_options(false, true)?).await?;
+            let metrics = MetricsServer::start(
+                &metrics_listen,
+                app.metrics_registry().clone(),
+                app.readiness_checks(),
+            )?;
             println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
-            app.run_until_stopped().await
+            println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", metrics.origin());
+            let result = app.run_until_stopped().await;
+            metrics.stop().await;
+            result
         }
-        Command::Fanout { config } => fanout(&config).await,
-        Command::Migrate => {
-            let store = scimflow_store::cql::CqlStore::connect_from_env().await?.ok_or_else(|| {
-                anyhow::anyhow!("set SCIMFLOW_CQL_NODES (e.g. 127.0.0.1:9042) to migrate a CQL store")
-            })?;
+        Command::Fanout { subscriptions, settings, metrics_listen } => {
+            let flags = Overrides {
+                log: Some(LogKind::Kafka),
+                fanout_subscriptions: subscriptions,
+                ..Overrides::default()
+            };
+            fanout(&load_settings(settings.as_deref(), &flags)?, &metrics_listen).await
+        }
+        Command::Migrate { config } => {
+            let cql = Overrides { store: Some(StoreKind::Cql), ..Overrides::default() };
+            let settings = load_settings(config.as_deref(), &cql)?;
+            let store = scimflow_store::cql::CqlStore::connect(settings.cql_config()?).await?;
             println!("CQL schema of keyspace {} is current", store.keyspace());
             Ok(())
         }
-        Command::Tenant { command } => tenant_cmd::run(command),
-        Command::Replay(args) => scimflow::ops::replay::command(args),
-        Command::Verify(args) => scimflow::ops::verify::command(args),
-        Command::History(args) => scimflow::ops::history::command(args),
+        command => {
+            scimflow::telemetry::init_telemetry();
+            match command {
+                Command::Config { command } => scimflow::config::check::run(command),
+                Command::Tenant { command } => tenant_cmd::run(command),
+                Command::Replay(args) => scimflow::ops::replay::command(args),
+                Command::Verify(args) => scimflow::ops::verify::command(args),
+                Command::History(args) => scimflow::ops::history::command(args),
+                _ => unreachable!("pipeline commands are matched above"),
+            }
+        }
     }
 }
 
-async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
-    use scimflow_fanout::source::{DEFAULT_GROUP_ID, KafkaChangeSource};
-    let config = scimflow_fanout::config::FanoutConfig::load(config_path)?;
-    let kafka = scimflow_log::kafka::KafkaConfig::from_env()?;
-    let group = std::env::var("SCIMFLOW_FANOUT_GROUP_ID").unwrap_or_else(|_| DEFAULT_GROUP_ID.to_owned());
-    let source = KafkaChangeSource::new(&kafka, &group)?;
+/// Fanout inside `serve`, when subscriptions are configured.
+fn fanout_in_serve(settings: &Settings) -> anyhow::Result<Option<FanoutOptions>> {
+    let Some(subscriptions) = &settings.fanout.subscriptions else { return Ok(None) };
+    let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
+    Ok(Some(FanoutOptions { config, group_id: settings.fanout.group_id.clone() }))
+}
+
+async fn fanout(settings: &Settings, metrics_listen: &str) -> anyhow::Result<()> {
+    let subscriptions = settings.fanout.subscriptions.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("scimflow fanout needs its subscriptions: --config FILE, SCIMFLOW_FANOUT_CONFIG or fanout.subscriptions")
+    })?;
+    let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
+    let kafka = settings.kafka_config();
+    let process =
+        scimflow::fanout_cmd::start(config, &kafka, &settings.fanout.group_id, metrics_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         scimflow::shutdown::requested().await;
@@ -152,28 +255,10 @@ async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
         "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
         kafka.topics().changes
     );
-    Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
-}
-
-fn options(
-    common: Common,
-    listen: String,
-    log: LogKind,
-    run_api: bool,
-    run_projector: bool,
-) -> PipelineOptions {
-    PipelineOptions {
-        data_dir: common.data_dir,
-        listen,
-        log,
-        store: common.store,
-        run_api,
-        run_projector,
-        api: common.limits.api_config(),
-        kafka: None,
-        projector: None,
-        cql: None,
-    }
+    println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", process.metrics.origin());
+    let result = process.fanout.run_until(stopped).await;
+    process.metrics.stop().await;
+    Ok(result?)
 }
 
 async fn serve(options: PipelineOptions) -> anyhow::Result<()> {

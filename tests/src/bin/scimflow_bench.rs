@@ -3,6 +3,8 @@
 //!
 //! - `writes`: acknowledged writes per second and latency with N concurrent clients, and where the
 //!   time goes (produce, projector rounds) as far as the pipeline's own events tell.
+//! - `fanout-lag`: with fanout in the pipeline, the lag from a write's 2xx to its delivery to a
+//!   webhook and (on Kafka) a product topic, at a steady rate ([`fanout_lag`]).
 //! - `membership`: a group grown to each size (default 1k, 100k, 1M members); PATCH add/remove of
 //!   one member, and `GET ?excludedAttributes=members`, latency at each size, and the RSS of this
 //!   process (API + projector) and of the Kafka / Cassandra JVMs. `--page-all` also pages every
@@ -25,7 +27,9 @@
 //! projector batch is larger than that. Everything measured goes through HTTP. Results print as
 //! a table and, with `--json`, as JSON.
 
-// A directory of its own: a file directly under src/bin/ would be taken for another binary.
+// A directory of their own: a file beside this one would be taken for another binary.
+#[path = "scimflow_bench/fanout_lag.rs"]
+mod fanout_lag;
 #[path = "scimflow_bench/noisy.rs"]
 mod noisy;
 
@@ -87,6 +91,14 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         clients: usize,
         #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Lag from the 2xx to fanout's delivery (webhook; product topic on Kafka) at a steady rate.
+    FanoutLag {
+        /// Writes per second (`POST /Users`, open loop).
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
     /// PATCH latency and RSS as one group grows.
@@ -275,6 +287,7 @@ async fn start(
     log: LogKind,
     store: StoreKind,
     kafka_settings: &[(String, String)],
+    fanout: Option<Vec<scimflow_fanout::config::Subscription>>,
     configure: impl FnOnce(&TenantDirectory) -> ApiConfig,
 ) -> Harness {
     let mut fresh = FreshServices::from_env("bench", log == LogKind::Kafka, store == StoreKind::Cql)
@@ -293,6 +306,7 @@ async fn start(
     };
     let mut options = fresh.options(dir.path(), log, store);
     options.api = api;
+    options.fanout = fanout.map(|subscriptions| fresh.fanout(dir.path(), subscriptions));
     let app = App::build(options).await.expect("app");
     let seed_log: Arc<dyn CommandLog> = match log {
         LogKind::Embedded => Arc::new(app.embedded_log.clone().expect("embedded log")),
@@ -409,16 +423,8 @@ impl Harness {
             );
             return;
         }
-        if let Some(kafka) = &self.fresh.kafka {
-            use rdkafka::admin::{AdminClient, AdminOptions};
-            let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-                kafka.client_config(&[]).create().expect("admin client");
-            let topics = kafka.topics();
-            let names = [topics.commands.as_str(), topics.outcomes.as_str(), topics.changes.as_str()];
-            if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
-                eprintln!("could not delete the run's topics: {error}");
-            }
-        }
+        // With the topics fanout creates, if this run had fanout (absent ones are skipped).
+        self.fresh.delete_topics(&fanout_lag::FANOUT_TOPICS).await;
         if let Some(cql) = &self.fresh.cql {
             match scimflow_store::cql::CqlStore::connect(cql.clone()).await {
                 Ok(store) => {
@@ -703,8 +709,13 @@ async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usiz
 async fn main() {
     init_tracing();
     let cli = Cli::parse();
+    let receiver = match cli.mode {
+        Mode::FanoutLag { .. } => Some(fanout_lag::Receiver::start().await),
+        _ => None,
+    };
+    let subscriptions = receiver.as_ref().map(|receiver| receiver.subscriptions(cli.log));
     let mut noisy_tenant = None;
-    let harness = start(cli.log, cli.store, &cli.kafka_settings, |tenants| match &cli.mode {
+    let harness = start(cli.log, cli.store, &cli.kafka_settings, subscriptions, |tenants| match &cli.mode {
         Mode::Noisy(settings) => {
             let (config, tenant) = noisy::configure(tenants, settings);
             noisy_tenant = Some(tenant);
@@ -714,6 +725,10 @@ async fn main() {
     })
     .await;
     let (report, passed) = match cli.mode {
+        Mode::FanoutLag { rate, seconds } => {
+            let receiver = receiver.as_ref().expect("started for this mode");
+            (fanout_lag::bench_fanout_lag(&harness, receiver, rate, seconds).await, true)
+        }
         Mode::Writes { clients, seconds } => (bench_writes(&harness, clients, seconds).await, true),
         Mode::Membership { sizes, iterations, page_all } => {
             (bench_membership(&harness, sizes, iterations, page_all).await, true)
