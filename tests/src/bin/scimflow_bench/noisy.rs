@@ -42,6 +42,10 @@ pub struct NoisySettings {
     /// Tenant A's rate limit (req/s, burst the same); A sends `--a-factor` (10) times this.
     #[arg(long, default_value_t = 25)]
     a_limit: u32,
+    /// Tenant A's burst (default: its limit). `--a-burst 1` takes away the burst of admitted
+    /// writes at the start of each A phase, to tell its cost from that of the rejected requests.
+    #[arg(long)]
+    a_burst: Option<u32>,
     /// How many times its limit A sends. Below 10 only to tell the cost of A's admitted work
     /// (`--a-factor 1`) from that of its rejected requests.
     #[arg(long, default_value_t = 10)]
@@ -72,7 +76,11 @@ pub fn configure(tenants: &TenantDirectory, settings: &NoisySettings) -> (ApiCon
     let mut limits = LimitsConfig::recommended();
     limits.tenants.insert(
         noisy.id,
-        TenantLimits { requests_per_second: settings.a_limit, burst: settings.a_limit, max_concurrent: 64 },
+        TenantLimits {
+            requests_per_second: settings.a_limit,
+            burst: settings.a_burst.unwrap_or(settings.a_limit),
+            max_concurrent: 64,
+        },
     );
     (ApiConfig { limits, ..ApiConfig::default() }, token)
 }
@@ -453,7 +461,7 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
         a_tally.other,
         a_tally.transport,
         settings.a_limit,
-        settings.a_limit
+        settings.a_burst.unwrap_or(settings.a_limit)
     );
     println!("load average before {load_before}, after {load_after}");
 
