@@ -108,8 +108,30 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    scimflow::telemetry::init_telemetry();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    let endpoint = scimflow::telemetry::otlp_endpoint_from_env();
+    let telemetry = scimflow::telemetry::init_telemetry(command.service_name(), endpoint.as_deref());
+    let result = run(command).await;
+    telemetry.shutdown().await;
+    result
+}
+
+impl Command {
+    /// The service name of this process in traces.
+    fn service_name(&self) -> &'static str {
+        use scimflow::telemetry::*;
+        match self {
+            Command::Serve { .. } => SERVE_SERVICE,
+            Command::IngestApi { .. } => INGEST_API_SERVICE,
+            Command::Projector { .. } => PROJECTOR_SERVICE,
+            Command::Fanout { .. } => FANOUT_SERVICE,
+            _ => CLI_SERVICE,
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve { listen, log, common } => {
             let options = options(common, listen, log, true, true);
             serve(options).await

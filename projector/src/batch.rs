@@ -8,6 +8,7 @@ use scimflow_core::command::Command;
 use scimflow_core::fold::BatchFold;
 use scimflow_log::LogRecord;
 use scimflow_log::outcome::{Accepted, Outcome};
+use scimflow_log::trace_context;
 use scimflow_store::{ChangeRecord, StoreError, StoreWriter, TenantCommit};
 use std::collections::BTreeMap;
 
@@ -29,11 +30,21 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     records: &[LogRecord],
 ) -> Result<BatchResult, StoreError> {
     let Some(last) = records.last() else { return Ok(BatchResult::default()) };
+    // The batch belongs to no single trace: its span links the trace of every command in it.
+    let batch_span = tracing::info_span!(
+        "projector_batch",
+        partition,
+        first_offset = records[0].offset,
+        last_offset = last.offset,
+        commands = records.len(),
+    );
+    let _in_batch = batch_span.enter();
     let mut result = BatchResult::default();
     let mut by_tenant: BTreeMap<String, Vec<(u64, Command)>> = BTreeMap::new();
     for record in records {
         match Command::decode(&record.payload) {
             Ok(command) => {
+                trace_context::link_to(&batch_span, &command.metadata.traceparent);
                 by_tenant.entry(command.tenant_id.clone()).or_default().push((record.offset, command))
             }
             Err(error) => {
@@ -49,15 +60,25 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
         for (offset, command) in &commands {
+            let apply_span = command_span(partition, *offset, command);
+            let _applying = apply_span.enter();
             let decision = fold.fold(command);
+            let status = match &decision {
+                Ok(accepted) => accepted.status,
+                Err(error) => error.status,
+            };
+            apply_span.record("status", status);
+            // Fanout's delivery spans continue from here.
+            let traceparent = trace_context::traceparent_field(&apply_span);
             let result = decision.map(|accepted| {
                 for (index, change) in accepted.changes.iter().enumerate() {
-                    let envelope = change.to_proto(
+                    let mut envelope = change.to_proto(
                         &tenant_id,
                         &command.event_id,
                         index,
                         &command.metadata.correlation_id,
                     );
+                    envelope.traceparent = traceparent.clone();
                     changes.push(ChangeRecord {
                         offset: *offset,
                         index: index as u32,
@@ -85,4 +106,23 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     result.changes.sort_by_key(|change| (change.offset, change.index));
     store.commit(partition, last.offset + 1, &commits, &result.changes)?;
     Ok(result)
+}
+
+/// The span of one command's fold: a child of the span that appended it (the API's), so the
+/// write's trace runs through the projector; its fields are what a log line of the fold needs.
+fn command_span(partition: u32, offset: u64, command: &Command) -> tracing::Span {
+    let span = tracing::info_span!(
+        "command_apply",
+        tenant_id = %command.tenant_id,
+        event_id = %command.event_id,
+        request_id = %command.metadata.causation_id,
+        trace_id = %command.metadata.correlation_id,
+        kind = command.kind.name(),
+        action = command.action.name(),
+        partition,
+        offset,
+        status = tracing::field::Empty,
+    );
+    trace_context::continue_trace(&span, &command.metadata.traceparent, None);
+    span
 }
