@@ -35,7 +35,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// scimflow's own variable for the collector; wins over the standard ones.
 pub const OTLP_ENDPOINT_VAR: &str = "SCIMFLOW_OTLP_ENDPOINT";
 /// The standard OpenTelemetry variables, the traces-specific one first.
-const STANDARD_ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
+const STANDARD_ENDPOINT_VARS: [&str; 2] =
+    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
 /// How long one export may take before it is given up (the collector is down or slow; spans are
 /// dropped, the pipeline never waits for its telemetry).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +100,8 @@ pub fn init_telemetry(service_name: &str, otlp_endpoint: Option<&str>) -> Teleme
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // JSON lines carry the current span's fields (tenant, request id, trace id) and the list of
     // enclosing spans; the human format shows the span chain in front of each line anyway.
-    let fmt = if json { fmt.json().with_current_span(true).with_span_list(true).boxed() } else { fmt.boxed() };
+    let fmt =
+        if json { fmt.json().with_current_span(true).with_span_list(true).boxed() } else { fmt.boxed() };
     let provider = otlp_endpoint.and_then(|endpoint| match tracer_provider(service_name, endpoint) {
         Ok(provider) => Some(provider),
         Err(error) => {

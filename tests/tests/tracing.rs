@@ -12,7 +12,9 @@
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use scimflow::pipeline::{LogKind, StoreKind};
 use scimflow_fanout::Fanout;
@@ -71,7 +73,9 @@ impl TraceService for Collector {
                     attributes: span
                         .attributes
                         .into_iter()
-                        .map(|attribute| (attribute.key, attribute.value.map(|v| text(&v.value)).unwrap_or_default()))
+                        .map(|attribute| {
+                            (attribute.key, attribute.value.map(|v| text(&v.value)).unwrap_or_default())
+                        })
                         .collect(),
                 });
             }

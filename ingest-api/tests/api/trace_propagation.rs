@@ -100,7 +100,11 @@ async fn without_a_traceparent_the_request_starts_a_trace_that_is_its_correlatio
     assert_eq!(requests[0].parent_span_id, SpanId::INVALID, "a root span");
     let command = app.pipeline.commands().pop().unwrap();
     assert_eq!(command.metadata.correlation_id, trace_id);
-    assert!(command.metadata.traceparent.starts_with(&format!("00-{trace_id}-")), "{}", command.metadata.traceparent);
+    assert!(
+        command.metadata.traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{}",
+        command.metadata.traceparent
+    );
 }
 
 #[actix_web::test]
