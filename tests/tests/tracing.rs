@@ -5,6 +5,8 @@
 //! The process exports over real OTLP/gRPC (`scimflow::telemetry::init_telemetry`) to a trace
 //! service on 127.0.0.1 in this test; the pipeline runs on real Kafka (fresh topics), fanout
 //! reads the changes topic and delivers to a Kafka product topic and to a webhook on 127.0.0.1.
+//! The `traceparent` headers of the commands, changes and product records and of the webhook
+//! request are checked against the spans that wrote them.
 //! Its own test binary: the tracing subscriber is process-wide.
 //!
 //! Needs `SCIMFLOW_KAFKA_BROKERS` (else prints SKIPPED and passes).
@@ -16,10 +18,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use scimflow::pipeline::{LogKind, StoreKind};
 use scimflow_fanout::Fanout;
 use scimflow_fanout::config::{Delivery, FanoutConfig, Subscription, TenantSelection, WebhookConfig};
 use scimflow_fanout::source::KafkaChangeSource;
+use scimflow_log::kafka::KafkaConfig;
 use scimflow_tests::{FreshServices, spawn_app_with_options};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -158,6 +164,48 @@ async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<BTreeMap<String,
         }
     });
     (url, received)
+}
+
+/// The `traceparent` header of every record of `topic` (all partitions, from the start, up to
+/// the end offsets as of now).
+fn traceparents_in(kafka: &KafkaConfig, topic: &str) -> Vec<String> {
+    let consumer: BaseConsumer = kafka
+        .client_config(&[])
+        .set("group.id", format!("trace-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), timeout).unwrap();
+        ends.insert(partition.id(), high);
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    // Transaction markers take offsets but are never returned: compare positions, not counts.
+    let read_to_end = |consumer: &BaseConsumer| {
+        let positions = consumer.position().unwrap();
+        ends.iter().all(|(partition, end)| {
+            *end == 0
+                || matches!(positions.find_partition(topic, *partition).map(|p| p.offset()), Some(Offset::Offset(at)) if at >= *end)
+        })
+    };
+    let mut traceparents = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_to_end(&consumer) && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let header = message.headers().and_then(|headers| {
+            headers.iter().find(|header| header.key == "traceparent").and_then(|header| header.value)
+        });
+        if let Some(value) = header {
+            traceparents.push(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    traceparents
 }
 
 fn trace_id_of(traceparent: &str) -> &str {
@@ -305,6 +353,18 @@ async fn one_write_is_one_trace_through_api_projector_and_fanout() {
     assert_eq!(webhook.attributes["outcome"], "delivered");
     // The receiver was handed the webhook delivery span's context.
     assert_eq!(webhook_traceparent, format!("00-{caller_trace}-{}-01", webhook.span_id));
+
+    // Each Kafka hop carries the context of the span that wrote the record.
+    let topics = kafka.topics();
+    let of_write = |traceparents: Vec<String>| -> Vec<String> {
+        traceparents.into_iter().filter(|traceparent| trace_id_of(traceparent) == caller_trace).collect()
+    };
+    let traced = |span: &ReceivedSpan| vec![format!("00-{caller_trace}-{}-01", span.span_id)];
+    assert_eq!(of_write(traceparents_in(&kafka, &topics.commands)), traced(submit));
+    assert_eq!(of_write(traceparents_in(&kafka, &topics.changes)), traced(apply));
+    let kafka_delivery = deliveries.iter().find(|span| span.attributes["sink"] == "kafka").unwrap();
+    let product_topic = scimflow_fanout::sinks::kafka::product_topic(&kafka.topic_prefix, "billing");
+    assert_eq!(of_write(traceparents_in(&kafka, &product_topic)), traced(kafka_delivery));
 
     fanout.stop().await.unwrap();
     telemetry.shutdown().await;
