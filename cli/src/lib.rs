@@ -11,9 +11,11 @@
 //! - [`ops`]: `scimflow replay|verify|history`, operating from the command log.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
 //! - [`telemetry`]: structured logging setup.
+//! - [`shutdown`]: Ctrl-C / SIGTERM for processes without the API.
 
 pub mod embedded;
 pub mod ops;
 pub mod pipeline;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tenant_cmd;
