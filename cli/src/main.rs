@@ -170,7 +170,10 @@ async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
         scimflow::shutdown::requested().await;
         let _ = stop.send(true);
     });
-    println!("scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it", kafka.topics().changes);
+    println!(
+        "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
+        kafka.topics().changes
+    );
     Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
 }
 
