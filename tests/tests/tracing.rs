@@ -2,7 +2,7 @@
 //! spans of the API, the projector and fanout that all share the caller's trace id and chain up
 //! to one another, as an OTLP collector receives them.
 //!
-//! The process exports over real OTLP/gRPC (`scimflow::telemetry::init_telemetry`) to a trace
+//! The process exports over real OTLP/gRPC (`scimflow::telemetry::init_telemetry_from`) to a trace
 //! service on 127.0.0.1 in this test; the pipeline runs on real Kafka (fresh topics), fanout
 //! reads the changes topic and delivers to a Kafka product topic and to a webhook on 127.0.0.1.
 //! The `traceparent` headers of the commands, changes and product records and of the webhook
@@ -21,7 +21,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use scimflow::config::TelemetrySettings;
 use scimflow::pipeline::{LogKind, StoreKind};
+use scimflow::telemetry;
 use scimflow_fanout::Fanout;
 use scimflow_fanout::config::{Delivery, FanoutConfig, Subscription, TenantSelection, WebhookConfig};
 use scimflow_fanout::source::KafkaChangeSource;
@@ -223,8 +225,12 @@ async fn one_write_is_one_trace_through_api_projector_and_fanout() {
     };
     let collector = Collector::default();
     let endpoint = collector.serve().await;
-    let telemetry = scimflow::telemetry::init_telemetry("scimflow-serve", Some(&endpoint));
-    assert!(telemetry.exports_traces(), "the OTLP exporter is installed");
+    telemetry::set_service_name(telemetry::SERVE_SERVICE);
+    telemetry::init_telemetry_from(&TelemetrySettings {
+        otlp_endpoint: Some(endpoint),
+        ..Default::default()
+    });
+    assert!(telemetry::exports_traces(), "the OTLP exporter is installed");
 
     // The pipeline (API + projector on Kafka) and fanout on its changes topic.
     let data_dir = tempfile::tempdir().unwrap();
@@ -292,7 +298,7 @@ async fn one_write_is_one_trace_through_api_projector_and_fanout() {
     let wanted = ["scim_request", "command_submit", "command_apply", "change_delivery"];
     let deadline = Instant::now() + Duration::from_secs(30);
     let spans = loop {
-        telemetry.flush().await;
+        telemetry::flush().await;
         let spans = collector.of_trace(&caller_trace);
         let sinks: Vec<&str> = spans
             .iter()
@@ -367,5 +373,5 @@ async fn one_write_is_one_trace_through_api_projector_and_fanout() {
     assert_eq!(of_write(traceparents_in(&kafka, &product_topic)), traced(kafka_delivery));
 
     fanout.stop().await.unwrap();
-    telemetry.shutdown().await;
+    telemetry::shutdown().await;
 }
