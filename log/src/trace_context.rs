@@ -34,12 +34,6 @@ pub fn traceparent_of(span: &Span) -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
-/// The `traceparent` of `span` for an envelope field: empty when there is none (the protobuf
-/// default, which readers treat as "no context").
-pub fn traceparent_field(span: &Span) -> String {
-    traceparent_of(span).unwrap_or_default()
-}
-
 /// The 32-hex-digit trace id of `span`, or `None` without an OpenTelemetry context.
 pub fn trace_id_of(span: &Span) -> Option<String> {
     let context = span.context();

@@ -74,8 +74,10 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
                 Err(error) => error.status,
             };
             apply_span.record("status", status);
-            // Fanout's delivery spans continue from here.
-            let traceparent = trace_context::traceparent_field(&apply_span);
+            // Fanout's delivery spans continue from here; without this span (export off here, or
+            // filtered out) the trace goes on from the command's own context.
+            let traceparent = trace_context::traceparent_of(&apply_span)
+                .unwrap_or_else(|| command.metadata.traceparent.clone());
             let result = decision.map(|accepted| {
                 for (index, change) in accepted.changes.iter().enumerate() {
                     let mut envelope = change.to_proto(
@@ -131,4 +133,65 @@ fn command_span(partition: u32, offset: u64, command: &Command) -> tracing::Span
     );
     trace_context::continue_trace(&span, &command.metadata.traceparent, None);
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimflow_core::ResourceKind;
+    use scimflow_core::command::{Action, CommandMetadata};
+    use scimflow_core::resource::normalize_resource;
+    use scimflow_store::embedded::EmbeddedStore;
+
+    const API_CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn traced_create(registry: &SchemaRegistry) -> LogRecord {
+        let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen"});
+        let command = Command {
+            event_id: "e-1".into(),
+            tenant_id: "acme".into(),
+            kind: ResourceKind::User,
+            resource_id: "u-1".into(),
+            issued_at_ms: 1_700_000_000_000,
+            if_match: None,
+            action: Action::Create(normalize_resource(registry, ResourceKind::User, &body).unwrap()),
+            metadata: CommandMetadata { traceparent: API_CONTEXT.into(), ..CommandMetadata::default() },
+        };
+        LogRecord { partition: 0, offset: 0, payload: command.encode() }
+    }
+
+    fn change_traceparents(result: &BatchResult) -> Vec<String> {
+        let decode =
+            |change: &ChangeRecord| scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice());
+        result.changes.iter().map(|change| decode(change).unwrap().traceparent).collect()
+    }
+
+    #[test]
+    fn without_a_span_of_its_own_the_fold_passes_the_commands_context_to_its_changes() {
+        let registry = SchemaRegistry::standard();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let result = fold_records(&registry, &store, 0, &[traced_create(&registry)]).unwrap();
+        assert_eq!(change_traceparents(&result), vec![API_CONTEXT.to_owned()]);
+    }
+
+    #[test]
+    fn with_opentelemetry_the_changes_carry_the_context_of_the_fold_span_in_the_commands_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("batch-test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let registry = SchemaRegistry::standard();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let result = tracing::subscriber::with_default(subscriber, || {
+            fold_records(&registry, &store, 0, &[traced_create(&registry)]).unwrap()
+        });
+        let traceparents = change_traceparents(&result);
+        assert_eq!(traceparents.len(), 1);
+        let parts: Vec<&str> = traceparents[0].split('-').collect();
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the command's trace");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "the fold span's own id");
+    }
 }
