@@ -93,7 +93,7 @@ enum Command {
     },
     /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
     Migrate,
-    /// Rebuild the projection by folding the embedded command log (resumable; docs/operations.md).
+    /// Rebuild the projection by folding the command log (resumable; docs/operations.md).
     Replay(scimflow::ops::replay::ReplayArgs),
     /// Compare the store with the command log, name drifted rows, `--repair` them.
     Verify(scimflow::ops::verify::VerifyArgs),
@@ -131,9 +131,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant { command } => tenant_cmd::run(command),
-        Command::Replay(args) => scimflow::ops::replay::command(args),
-        Command::Verify(args) => scimflow::ops::verify::command(args),
-        Command::History(args) => scimflow::ops::history::command(args),
+        // Blocking tools: a blocking thread, from which the CQL driver's runtime is reachable.
+        Command::Replay(args) => tokio::task::spawn_blocking(|| scimflow::ops::replay::command(args)).await?,
+        Command::Verify(args) => tokio::task::spawn_blocking(|| scimflow::ops::verify::command(args)).await?,
+        Command::History(args) => {
+            tokio::task::spawn_blocking(|| scimflow::ops::history::command(args)).await?
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 //! - [`topics`]: create the topics at start, or verify the existing ones ([`ensure_topics`]).
 //! - [`producer`]: [`KafkaLog`], the idempotent `acks=all` producer implementing [`CommandLog`].
 //! - [`outcomes`]: [`OutcomePublisher`] and [`OutcomeListener`].
+//! - [`reader`]: [`KafkaLogReader`], reading the commands topic back for replay and history.
 //!
 //! See `docs/kafka.md` for the guarantees and how to operate it.
 //!
@@ -28,9 +29,11 @@ pub mod config;
 pub mod context;
 pub mod outcomes;
 pub mod producer;
+pub mod reader;
 pub mod topics;
 
 pub use config::{KafkaConfig, KafkaSetupError, TopicNames};
 pub use outcomes::{OutcomeListener, OutcomePublisher};
 pub use producer::KafkaLog;
+pub use reader::KafkaLogReader;
 pub use topics::ensure_topics;
