@@ -10,8 +10,10 @@
 //!   projector in this process.
 //! - [`ops`]: `scimflow replay|verify|history`, operating from the command log.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
+//! - [`admin_cmd`]: `scimflow admin token create|list|revoke` (credentials of `/admin`).
 //! - [`telemetry`]: structured logging setup.
 
+pub mod admin_cmd;
 pub mod embedded;
 pub mod ops;
 pub mod pipeline;

@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Manage the operator's admin tokens (the `/admin` history endpoints).
+    Admin {
+        #[command(subcommand)]
+        command: scimflow::admin_cmd::AdminCommand,
+    },
 }
 
 #[tokio::main]
@@ -131,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant { command } => tenant_cmd::run(command),
+        Command::Admin { command } => scimflow::admin_cmd::run(command),
         // Blocking tools: a blocking thread, from which the CQL driver's runtime is reachable.
         Command::Replay(args) => tokio::task::spawn_blocking(|| scimflow::ops::replay::command(args)).await?,
         Command::Verify(args) => tokio::task::spawn_blocking(|| scimflow::ops::verify::command(args)).await?,

@@ -13,10 +13,11 @@
 use crate::embedded::open_tenants;
 use anyhow::Context;
 use scimflow_core::SchemaRegistry;
+use scimflow_ingest_api::state::AuditAccess;
 use scimflow_ingest_api::{ApiConfig, ApiState, build_server};
 use scimflow_log::embedded::EmbeddedLog;
-use scimflow_log::kafka::{KafkaConfig, KafkaLog, OutcomeListener, ensure_topics};
-use scimflow_log::{CommandLog, OutcomeHub, WritePath};
+use scimflow_log::kafka::{KafkaConfig, KafkaLog, KafkaLogReader, OutcomeListener, ensure_topics};
+use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
 use scimflow_store::StoreReader;
 use scimflow_store::cql::{CqlConfig, CqlStore};
@@ -140,6 +141,8 @@ impl App {
         let mut embedded_log = None;
         let mut outcome_listener = None;
         let log: Arc<dyn CommandLog>;
+        // What the API's history endpoints read the commands from.
+        let history_log: Arc<dyn LogReader>;
         let mut projector = None;
         match options.log {
             LogKind::Embedded => {
@@ -149,6 +152,7 @@ impl App {
                 );
                 let embedded = EmbeddedLog::open(&options.data_dir.join("log.redb"))?;
                 log = Arc::new(embedded.clone());
+                history_log = Arc::new(embedded.clone());
                 projector = Some(spawn_embedded_projector(&registry, &store, &embedded, &hub, stop_signal));
                 embedded_log = Some(embedded);
             }
@@ -161,6 +165,7 @@ impl App {
                 };
                 ensure_topics(&kafka).await?;
                 log = Arc::new(KafkaLog::new(&kafka)?);
+                history_log = Arc::new(KafkaLogReader::new(&kafka)?);
                 if options.run_projector {
                     let config = match &options.projector {
                         Some(config) => config.clone(),
@@ -189,6 +194,7 @@ impl App {
                 reader: store.reader(),
                 auth: Arc::new(tenants.clone()),
                 config: options.api.clone(),
+                audit: Some(AuditAccess { log: history_log, admins: Arc::new(tenants.admins()?) }),
             };
             server = Some(build_server(listener, state)?);
             port = Some(bound);

@@ -152,6 +152,11 @@ pub fn state_at(
     Ok((folded.states.remove(tenant).unwrap_or_default(), folded.stopped_at))
 }
 
+/// An RFC 3339 instant as Unix milliseconds (`None` if it is not one).
+pub fn parse_instant(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|instant| instant.timestamp_millis())
+}
+
 /// A membership as SCIM renders it in a group's `members`.
 pub fn member_json(member: &Member) -> Value {
     let mut row = json!({"value": member.value, "type": member.kind.name()});

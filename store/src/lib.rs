@@ -9,9 +9,11 @@
 //! - [`embedded`]: the default adapter on redb, a proven embedded transactional database.
 //! - [`cql`]: the production adapter on ScyllaDB (tested on Apache Cassandra), same data model.
 //! - [`tenants`]: tenants and their bearer tokens (stored as SHA-256 hashes only).
+//! - [`admins`]: the operator's admin tokens, distinct from every tenant's (hashes only).
 //! - [`audit`]: reading a tenant's rows back in bounded pages through [`StoreReader`], for
 //!   [`StoreMaintenance`] on stores that cannot scan a tenant in one go.
 
+pub mod admins;
 pub mod audit;
 pub mod cql;
 pub mod embedded;
