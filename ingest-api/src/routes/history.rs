@@ -179,7 +179,7 @@ async fn members_at_response(
     let id = group_id.clone();
     let page = fold(state, move |audit| {
         let (state, _) = state_at(&*audit.log, &registry, &tenant, at)?;
-        if state.resources.get(&(ResourceKind::Group, id.clone())).is_none() {
+        if !state.resources.contains_key(&(ResourceKind::Group, id.clone())) {
             return Ok(None);
         }
         let members = state.members.get(&id);
