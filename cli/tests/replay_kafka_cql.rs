@@ -94,6 +94,7 @@ async fn kafka_cql_replay_verify_repair_and_point_in_time_reads() {
     // Two tenants, so partitions and per-tenant scopes are exercised.
     let other_token = ok(&["tenant", "create", "other", "--quiet", "--data-dir", data_dir]).trim().to_owned();
     let token = ok(&["tenant", "create", "default", "--quiet", "--data-dir", data_dir]).trim().to_owned();
+    let admin = ok(&["admin", "token", "create", "ops", "--quiet", "--data-dir", data_dir]).trim().to_owned();
     let (tenant, other) = (tenant_id_of(data_dir, "default"), tenant_id_of(data_dir, "other"));
     let port = free_port();
     let (server, _) = start_serve(&data, port, &[], &services.env);
@@ -105,6 +106,19 @@ async fn kafka_cql_replay_verify_repair_and_point_in_time_reads() {
     }
     let (alice, group, removed, instants) = scripted_history(&api).await;
     let other_group = other_api.create("/Groups", json!({"displayName": "Other"})).await;
+    // The API serves the same history from the topic: the tenant its own, the operator any.
+    let (status, own) = api.send(reqwest::Method::GET, &format!("/Users/{alice}/history"), None).await;
+    assert_eq!(status, 200, "{own}");
+    assert!(own["Resources"].as_array().unwrap().iter().all(|entry| entry["actor"] == ACTOR), "{own}");
+    let (status, _) = other_api.send(reqwest::Method::GET, &format!("/Users/{alice}/history"), None).await;
+    assert_eq!(status, 404, "another tenant's resource has no history for this tenant");
+    let admin_url = format!("http://127.0.0.1:{port}/admin/tenants/{tenant}/Users/{alice}/history");
+    let response = reqwest::Client::new().get(&admin_url).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let as_admin: Value = response.json().await.unwrap();
+    assert_eq!(as_admin["Resources"], own["Resources"]);
+    let response = reqwest::Client::new().get(&admin_url).bearer_auth(&other_api.token).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 403, "a tenant token on /admin");
     stop(server);
 
     let live = services.store("live").await;

@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod filter;
 pub mod metrics;
+pub mod redeliver;
 pub mod set;
 pub mod sinks;
 pub mod source;

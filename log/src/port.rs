@@ -52,4 +52,11 @@ pub trait LogReader: Send + Sync {
     /// The first offset of `partition` whose command was issued (Kafka: produced) at or after
     /// `unix_ms`, or the end offset if none was.
     fn offset_for_time(&self, partition: u32, unix_ms: i64) -> Result<u64, LogError>;
+
+    /// The one partition that holds every command of `tenant_id`, where the log can tell (Kafka:
+    /// the producer's key hash); `None` means every partition must be scanned.
+    fn tenant_partition(&self, tenant_id: &str) -> Result<Option<u32>, LogError> {
+        let _ = tenant_id;
+        Ok(None)
+    }
 }

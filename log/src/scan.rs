@@ -53,10 +53,16 @@ pub fn fold_log(
     mut each: impl FnMut(LogPosition, &Command, &Decision, &MemoryState),
 ) -> Result<Folded, LogError> {
     let mut folded = Folded::default();
-    let partitions = match until {
+    let mut partitions: Vec<u32> = match until {
         Until::Positions(positions) => positions.keys().copied().collect(),
         _ => log.partitions()?,
     };
+    // One tenant's commands all live in one partition: read only that one when it is known.
+    if let Some(tenant) = tenant
+        && let Some(only) = log.tenant_partition(tenant)?
+    {
+        partitions.retain(|partition| *partition == only);
+    }
     for partition in partitions {
         let end = match until {
             Until::Positions(positions) => positions[&partition].min(log.end_offset(partition)?),
@@ -136,4 +142,58 @@ pub fn first_issued_at_or_after(
         next = last.offset + 1;
     }
     Ok(end)
+}
+
+/// One change the fold applied, encoded as the projector encodes it for fanout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedChange {
+    pub position: LogPosition,
+    /// Index of the change within its command.
+    pub index: u32,
+    pub issued_at_ms: i64,
+    /// An encoded `ChangeEnvelope`; `change_id` `<event id>/<index>` is the one first delivered.
+    pub envelope: Vec<u8>,
+}
+
+/// The changes `tenant`'s commands issued in `[from_ms, to_ms)` applied, in log order, rebuilt
+/// by folding the tenant's log: the fold is deterministic, so each envelope is the one the
+/// projector produced (same `change_id`, same content), whether or not the change feed or the
+/// changes topic still holds it. Folds with the standard schemas, as the projector does.
+pub fn applied_changes(
+    log: &dyn LogReader,
+    tenant: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<AppliedChange>, LogError> {
+    use prost::Message as _;
+    let registry = SchemaRegistry::standard();
+    let mut changes = Vec::new();
+    // Later commands cannot matter: stop the fold at `to_ms`.
+    fold_log(
+        log,
+        &registry,
+        Some(tenant),
+        &Until::Instant(to_ms.saturating_sub(1)),
+        |position, command, decision, _| {
+            let Ok(accepted) = decision else { return };
+            if command.issued_at_ms < from_ms {
+                return;
+            }
+            for (index, change) in accepted.changes.iter().enumerate() {
+                let envelope = change.to_proto(
+                    &command.tenant_id,
+                    &command.event_id,
+                    index,
+                    &command.metadata.correlation_id,
+                );
+                changes.push(AppliedChange {
+                    position,
+                    index: index as u32,
+                    issued_at_ms: command.issued_at_ms,
+                    envelope: envelope.encode_to_vec(),
+                });
+            }
+        },
+    )?;
+    Ok(changes)
 }

@@ -191,7 +191,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
             );
             vec![partition]
         }
-        None => log.partitions()?,
+        None => {
+            match args.tenant.as_deref().map(|tenant| log.tenant_partition(tenant)).transpose()?.flatten() {
+                // A tenant's commands all live in one partition: the others have nothing to fold.
+                Some(partition) => vec![partition],
+                None => log.partitions()?,
+            }
+        }
     };
     anyhow::ensure!(
         args.from_offset.is_none() || partitions.len() == 1,

@@ -186,4 +186,68 @@ impl LogReader for KafkaLogReader {
         };
         first_issued_at_or_after(self, partition, start, unix_ms)
     }
+
+    /// The producer's partitioner is `murmur2_random` (Java's `murmur2(key) & 0x7fffffff` modulo
+    /// the partition count), so a tenant's partition is computed, never searched.
+    fn tenant_partition(&self, tenant_id: &str) -> Result<Option<u32>, LogError> {
+        let partitions = self.partitions()?.len() as u32;
+        Ok(Some(java_murmur2_partition(tenant_id.as_bytes(), partitions)))
+    }
+}
+
+/// Kafka's default key partitioning (Java `Utils.murmur2`, librdkafka `murmur2_random`).
+pub fn java_murmur2_partition(key: &[u8], partitions: u32) -> u32 {
+    (murmur2(key) as u32 & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Java Kafka's `Utils.murmur2`: MurmurHash2, 32 bit, seed `0x9747b28c`.
+fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        if tail.len() == 3 {
+            h ^= u32::from(tail[2]) << 16;
+        }
+        if tail.len() >= 2 {
+            h ^= u32::from(tail[1]) << 8;
+        }
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_java_kafka() {
+        // The vectors of Kafka's own `UtilsTest.testMurmur2`.
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (b"abc", 479_470_107),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(murmur2(key), expected, "{}", String::from_utf8_lossy(key));
+        }
+    }
 }
