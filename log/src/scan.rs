@@ -168,32 +168,27 @@ pub fn applied_changes(
     use prost::Message as _;
     let registry = SchemaRegistry::standard();
     let mut changes = Vec::new();
-    // Later commands cannot matter: stop the fold at `to_ms`.
-    fold_log(
-        log,
-        &registry,
-        Some(tenant),
-        &Until::Instant(to_ms.saturating_sub(1)),
-        |position, command, decision, _| {
-            let Ok(accepted) = decision else { return };
-            if command.issued_at_ms < from_ms {
-                return;
-            }
-            for (index, change) in accepted.changes.iter().enumerate() {
-                let envelope = change.to_proto(
-                    &command.tenant_id,
-                    &command.event_id,
-                    index,
-                    &command.metadata.correlation_id,
-                );
-                changes.push(AppliedChange {
-                    position,
-                    index: index as u32,
-                    issued_at_ms: command.issued_at_ms,
-                    envelope: envelope.encode_to_vec(),
-                });
-            }
-        },
-    )?;
+    // The whole log, not a prefix: commands from several API nodes can be logged slightly out
+    // of their issue order, and every one issued in the range counts.
+    fold_log(log, &registry, Some(tenant), &Until::End, |position, command, decision, _| {
+        let Ok(accepted) = decision else { return };
+        if command.issued_at_ms < from_ms || command.issued_at_ms >= to_ms {
+            return;
+        }
+        for (index, change) in accepted.changes.iter().enumerate() {
+            let envelope = change.to_proto(
+                &command.tenant_id,
+                &command.event_id,
+                index,
+                &command.metadata.correlation_id,
+            );
+            changes.push(AppliedChange {
+                position,
+                index: index as u32,
+                issued_at_ms: command.issued_at_ms,
+                envelope: envelope.encode_to_vec(),
+            });
+        }
+    })?;
     Ok(changes)
 }
