@@ -99,6 +99,8 @@ enum Command {
     Verify(scimflow::ops::verify::VerifyArgs),
     /// The change history of a User or Group from the command log, or its state `--at` an instant.
     History(scimflow::ops::history::HistoryArgs),
+    /// Re-send one product subscription the changes of a tenant and a time range.
+    Redeliver(scimflow::ops::redeliver::RedeliverArgs),
     /// Manage tenants and their tokens.
     Tenant {
         #[command(subcommand)]
@@ -143,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         Command::History(args) => {
             tokio::task::spawn_blocking(|| scimflow::ops::history::command(args)).await?
         }
+        Command::Redeliver(args) => scimflow::ops::redeliver::command(args).await,
     }
 }
 

@@ -16,8 +16,10 @@
 //! - [`replay`]: fold the log into the live store or a fresh one, resumable, with progress.
 //! - [`verify`]: compare the store with a re-fold of the log, name drifted rows, `--repair` them.
 //! - [`history`]: the change history of one resource, and the resource as of an instant.
+//! - [`redeliver`]: re-send one product the changes of a tenant and a time range.
 
 pub mod history;
+pub mod redeliver;
 pub mod replay;
 pub mod verify;
 
