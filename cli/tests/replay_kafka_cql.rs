@@ -237,3 +237,69 @@ async fn kafka_cql_replay_verify_repair_and_point_in_time_reads() {
             session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", services.keyspace(name)), ()).await;
     }
 }
+
+/// Replay throughput on Kafka + CQL: the command mix of the embedded benchmark (`replay.rs`:
+/// 70% user creates with an email, 30% replaces of them), appended straight to a fresh commands
+/// topic, replayed into a fresh keyspace by the real binary, then verified. Prints the summary
+/// line with events per second.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo test --release -p scimflow --test replay_kafka_cql -- --ignored --nocapture"]
+async fn replay_throughput_kafka_cql() {
+    use scimflow_core::command::{Action, Command as ScimCommand, CommandMetadata};
+    use scimflow_core::resource::normalize_resource;
+    use scimflow_core::schema::ResourceKind;
+    use scimflow_log::CommandLog;
+    let Some(services) = Services::from_env() else { return };
+    let total: usize =
+        std::env::var("SCIMFLOW_REPLAY_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let registry = scimflow_core::SchemaRegistry::standard();
+    let creates = total * 7 / 10;
+    let command = |index: usize| -> ScimCommand {
+        let user = index % creates;
+        let body = json!({"userName": format!("bench{user}"), "displayName": format!("Bench {index}"),
+            "emails": [{"value": format!("b{user}@example.org"), "primary": true}]});
+        let resource = normalize_resource(&registry, ResourceKind::User, &body).unwrap();
+        let action = if index < creates { Action::Create(resource) } else { Action::Replace(resource) };
+        ScimCommand {
+            event_id: format!("bench-{index}"),
+            tenant_id: "bench-tenant".into(),
+            kind: ResourceKind::User,
+            resource_id: format!("user-{user}"),
+            issued_at_ms: 1_780_000_000_000 + index as i64,
+            if_match: None,
+            action,
+            metadata: CommandMetadata {
+                actor: "bench".into(),
+                raw_method: "POST".into(),
+                ..Default::default()
+            },
+        }
+    };
+    let vars: std::collections::BTreeMap<String, String> = services.env.iter().cloned().collect();
+    let kafka = scimflow_log::kafka::KafkaConfig::from_vars(vars).unwrap();
+    scimflow_log::kafka::ensure_topics(&kafka).await.unwrap();
+    let log = std::sync::Arc::new(scimflow_log::kafka::KafkaLog::new(&kafka).unwrap());
+    let seeding = std::time::Instant::now();
+    let mut next = 0;
+    while next < total {
+        let end = (next + 4096).min(total);
+        let mut appends = Vec::new();
+        for index in next..end {
+            let (log, payload) = (log.clone(), command(index).encode());
+            appends.push(tokio::spawn(async move { log.append("bench-tenant", payload, Vec::new()).await }));
+        }
+        for append in appends {
+            append.await.unwrap().unwrap();
+        }
+        next = end;
+    }
+    println!("seeded {total} commands in {:.1}s", seeding.elapsed().as_secs_f64());
+    let target = services.keyspace("bench");
+    let output = services.ok(&["replay", "--into", &target]);
+    println!("{output}");
+    let verify = services.ok(&["verify", "--store-dir", &target]);
+    println!("{verify}");
+    assert!(verify.contains(": ok"));
+    let store = services.store("bench").await;
+    let _ = store.session().query_unpaged(format!("DROP KEYSPACE IF EXISTS {target}"), ()).await;
+}
