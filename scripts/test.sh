@@ -4,7 +4,8 @@
 #   2. starts real Kafka and Cassandra (deploy/local/services.sh; skipped with SCIMFLOW_NO_SERVICES=1,
 #      in which case the Kafka and CQL adapter tests print SKIPPED),
 #   3. runs the unit, property, contract and end-to-end tests of every crate,
-#   4. runs the third-party SCIM conformance suite (scim2-tester) against a live `scimflow serve`.
+#   4. runs the third-party SCIM conformance suite (scim2-tester) against a live `scimflow serve`,
+#   5. validates the deployment artifacts (Dockerfile, compose, Kubernetes; scripts/validate-deploy.sh).
 # Services this script started are stopped again on exit, also on failure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,3 +36,6 @@ cargo test --workspace --locked
 
 echo "==> SCIM conformance (scim2-tester) against scimflow serve"
 "$ROOT/scripts/conformance.sh"
+
+echo "==> deployment artifacts (Dockerfile, compose, Kubernetes)"
+"$ROOT/scripts/validate-deploy.sh" --self-test

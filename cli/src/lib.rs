@@ -12,10 +12,12 @@
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
 //! - [`admin_cmd`]: `scimflow admin token create|list|revoke` (credentials of `/admin`).
 //! - [`telemetry`]: structured logging setup.
+//! - [`shutdown`]: Ctrl-C / SIGTERM for processes without the API.
 
 pub mod admin_cmd;
 pub mod embedded;
 pub mod ops;
 pub mod pipeline;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tenant_cmd;

@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Projector { common } => {
             let app = App::build(options(common, String::new(), LogKind::Kafka, false, true)).await?;
-            println!("scimflow projector is folding the Kafka command log; Ctrl-C stops it");
+            println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
             app.run_until_stopped().await
         }
         Command::Fanout { config } => fanout(&config).await,
@@ -157,10 +157,13 @@ async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
     let source = KafkaChangeSource::new(&kafka, &group)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        scimflow::shutdown::requested().await;
         let _ = stop.send(true);
     });
-    println!("scimflow fanout is delivering changes from {}; Ctrl-C stops it", kafka.topics().changes);
+    println!(
+        "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
+        kafka.topics().changes
+    );
     Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
 }
 

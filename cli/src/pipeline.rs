@@ -217,7 +217,7 @@ impl App {
     }
 
     /// Runs until the server stops (Ctrl-C / SIGTERM: actix drains in-flight requests) or, for a
-    /// projector-only process, until Ctrl-C; then lets the projector finish what it started and
+    /// projector-only process, until Ctrl-C or SIGTERM; then lets the projector finish what it started and
     /// checkpoints an embedded store.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         match self.server.take() {
@@ -226,7 +226,7 @@ impl App {
                 let projector = self.projector.as_mut().context("nothing to run")?;
                 tokio::select! {
                     finished = projector => return finished?,
-                    _ = tokio::signal::ctrl_c() => {}
+                    () = crate::shutdown::requested() => {}
                 }
             }
         }

@@ -45,6 +45,12 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     let mut commits = Vec::with_capacity(by_tenant.len());
     for (tenant_id, commands) in by_tenant {
         let view = store.tenant_view(&tenant_id)?;
+        view.warm(&mut |probe| {
+            let mut fold = BatchFold::new(registry, probe);
+            for (_, command) in &commands {
+                let _ = fold.fold(command);
+            }
+        });
         let mut fold = BatchFold::new(registry, &*view);
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();

@@ -42,7 +42,7 @@ use scimflow_log::kafka::{KafkaConfig, KafkaSetupError, ensure_topics};
 use scimflow_store::StoreWriter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 #[derive(Debug, Clone)]
@@ -117,8 +117,8 @@ pub enum KafkaProjectorError {
     #[error(transparent)]
     Setup(#[from] KafkaSetupError),
     /// The transactional producer can no longer be used (fenced by a member with the same
-    /// instance id, or a broker-side fatal error). Restarting the process recovers, unless two
-    /// members really share the id.
+    /// instance id, or a broker-side fatal error). The member re-opens itself with backoff
+    /// (see `supervise`); this only ends a worker, never the projector.
     #[error("fatal kafka error, the projector stopped: {0}")]
     Fatal(String),
     #[error("the projector thread panicked")]
@@ -190,16 +190,7 @@ impl KafkaProjector {
             .name("scimflow-projector".into())
             .spawn(move || {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    match worker::Worker::open(registry, store, &config, hub, worker_control) {
-                        Ok(worker) => {
-                            let _ = ready_sender.send(Ok(()));
-                            worker.run()
-                        }
-                        Err(error) => {
-                            let _ = ready_sender.send(Err(error));
-                            Ok(())
-                        }
-                    }
+                    supervise(registry, store, &config, hub, worker_control, ready_sender)
                 }));
                 let result = outcome.unwrap_or_else(|_| {
                     tracing::error!("ProjectorPanicked");
@@ -223,7 +214,8 @@ impl KafkaProjector {
         self.control.owned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Waits until the member stops by itself (only on a fatal error).
+    /// Waits until the member stops by itself (only if it panicked: fatal Kafka errors restart
+    /// the worker).
     pub async fn stopped(&mut self) -> Result<(), KafkaProjectorError> {
         (&mut self.done).await.unwrap_or(Err(KafkaProjectorError::Panicked))
     }
@@ -258,6 +250,78 @@ impl Drop for KafkaProjector {
         // Dropped without `stop`: still stop the thread rather than leak a group member.
         self.control.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// First pause before re-opening a member whose producer failed fatally; doubles up to
+/// [`MAX_RESTART_DELAY`] while re-opening keeps failing.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+
+/// Runs workers on the projector thread until stopped. The first open is reported on `ready`
+/// (a bad configuration fails `start`); after that, a fatal producer error (for example the
+/// broker aborting a transaction that outlived `transaction.timeout.ms` during an outage) does
+/// not end the projector: the worker is dropped (its consumer leaves the group) and a fresh one
+/// opens with the same transactional id, which fences the old producer. Positions come from the
+/// store and publishing resumes from the committed offset, so a restart neither skips nor
+/// repeats anything.
+fn supervise<S: StoreWriter + 'static>(
+    registry: Arc<SchemaRegistry>,
+    store: Arc<S>,
+    config: &KafkaProjectorConfig,
+    hub: Option<Arc<OutcomeHub>>,
+    control: Arc<Control>,
+    ready: oneshot::Sender<Result<(), KafkaProjectorError>>,
+) -> Result<(), KafkaProjectorError> {
+    let open = || worker::Worker::open(registry.clone(), store.clone(), config, hub.clone(), control.clone());
+    let mut worker = match open() {
+        Ok(worker) => {
+            let _ = ready.send(Ok(()));
+            worker
+        }
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return Ok(());
+        }
+    };
+    let mut delay = FIRST_RESTART_DELAY;
+    loop {
+        let started = Instant::now();
+        let reason = match worker.run() {
+            Err(KafkaProjectorError::Fatal(reason)) => reason,
+            other => return other,
+        };
+        // A worker that ran a while before failing starts the backoff over.
+        if started.elapsed() > MAX_RESTART_DELAY {
+            delay = FIRST_RESTART_DELAY;
+        }
+        worker = loop {
+            control.set_owned(Vec::new());
+            tracing::error!(reason = %reason, restart_in_ms = delay.as_millis() as u64, "ProjectorRestarting");
+            if sleep_unless_stopping(&control, delay) {
+                return Ok(());
+            }
+            delay = (delay * 2).min(MAX_RESTART_DELAY);
+            match open() {
+                Ok(worker) => {
+                    tracing::info!("ProjectorRestarted");
+                    break worker;
+                }
+                Err(error) => tracing::warn!(error = %error, "ProjectorReopenFailed"),
+            }
+        };
+    }
+}
+
+/// Sleeps for `delay` in short steps; true if a stop was requested meanwhile.
+fn sleep_unless_stopping(control: &Control, delay: Duration) -> bool {
+    let until = Instant::now() + delay;
+    while Instant::now() < until {
+        if control.stopping() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+    control.stopping()
 }
 
 /// Runs a projector member until `shutdown` turns true (then stops gracefully) or it fails.

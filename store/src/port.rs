@@ -23,6 +23,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// committed.
 pub trait TenantView: StateView {
     fn failure(&self) -> Option<StoreError>;
+
+    /// Loads ahead what `fold` will read, so the real fold afterwards answers from memory.
+    /// `fold` runs the batch's decisions against a probe view (possibly several times: an
+    /// answer can lead to further reads); the probe's answers are provisional and only steer
+    /// which rows to fetch. Stores whose reads are remote (CQL) fetch each round's rows
+    /// concurrently instead of one round trip at a time; local stores need nothing.
+    fn warm(&self, fold: &mut dyn FnMut(&dyn StateView)) {
+        let _ = fold;
+    }
 }
 
 /// The mutations one tenant's commands produced in a batch, plus the encoded change events to

@@ -1,0 +1,1 @@
+"""Offline validation of scimflow's deployment artifacts (see __main__.py)."""
