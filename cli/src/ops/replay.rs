@@ -266,15 +266,10 @@ pub fn report(summary: &ReplaySummary) {
         .filter(|(_, p)| p.next_offset > p.first_offset)
         .map(|(partition, p)| format!("{partition}:{}..{}", p.first_offset, p.next_offset))
         .collect();
-    let ranges = if summary.partitions.len() == 1 {
-        let p = summary.partitions.values().next().copied().unwrap_or(PartitionSummary {
-            first_offset: 0,
-            next_offset: 0,
-            log_end: 0,
-        });
-        format!("offsets {}..{}", p.first_offset, p.next_offset)
-    } else {
-        format!("partition:offsets {}", if ranges.is_empty() { "none".into() } else { ranges.join(" ") })
+    let ranges = match summary.partitions.values().collect::<Vec<_>>()[..] {
+        [only] => format!("offsets {}..{}", only.first_offset, only.next_offset),
+        _ if ranges.is_empty() => "partition:offsets none".to_owned(),
+        _ => format!("partition:offsets {}", ranges.join(" ")),
     };
     println!(
         "replayed {} events ({ranges}) into {} in {:.2}s: {:.0} events/s",

@@ -52,6 +52,8 @@ impl KafkaLogReader {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("isolation.level", "read_committed")
+            // An offset below the retained head starts at the head; `read` reports the gap.
+            .set("auto.offset.reset", "earliest")
             .create_with_context(TracingContext { client: "log-reader" })?;
         Ok(KafkaLogReader {
             topic: config.topics().commands,
@@ -159,6 +161,11 @@ impl LogReader for KafkaLogReader {
                     }
                 }
             }
+        }
+        if let Some(first) = records.first()
+            && first.offset > from
+        {
+            tracing::warn!(topic = %self.topic, partition, from, first = first.offset, "KafkaLogGap");
         }
         cursor.position = Some((partition, next));
         Ok(records)
