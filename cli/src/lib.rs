@@ -4,6 +4,8 @@
 //! pipeline in one process on the embedded log and store.
 //!
 //! ## Layout
+//! - [`config`]: the typed settings (file, environment, flags), their validation and
+//!   `scimflow config check`.
 //! - [`embedded`]: wiring of the all-in-one embedded pipeline ([`embedded::EmbeddedApp`]), used
 //!   by `serve` and by the end-to-end tests.
 //! - [`pipeline`]: any topology: embedded or Kafka log, embedded or CQL store, API and/or
@@ -15,6 +17,7 @@
 //! - [`shutdown`]: Ctrl-C / SIGTERM for processes without the API.
 
 pub mod admin_cmd;
+pub mod config;
 pub mod embedded;
 pub mod ops;
 pub mod pipeline;

@@ -2,10 +2,11 @@
 //! in one process on the embedded log and store under `./scimflow-data`.
 
 use clap::{Args, Parser, Subcommand};
+use scimflow::config::check::ConfigCommand;
+use scimflow::config::{CONFIG_ENV, Overrides, Settings};
 use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
-use scimflow_ingest_api::ApiConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 // glibc malloc showed up as ~18% of CPU under write load; mimalloc serves the many small
@@ -22,60 +23,94 @@ struct Cli {
 
 /// Per-tenant limits of the API (429 + `Retry-After` beyond them). Off unless set; Entra ID
 /// needs 25 req/s per tenant sustained, so `--tenant-rate 50 --tenant-burst 100
-/// --tenant-concurrency 64` is a sound production start.
+/// --tenant-concurrency 64` is a sound production start. Per-tenant overrides live in the
+/// configuration file (`[api.tenant_overrides.<name>]`).
 #[derive(Debug, Args)]
 struct TenantLimitArgs {
-    /// Sustained requests per second per tenant (0 = unlimited).
-    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_RATE")]
-    tenant_rate: u32,
-    /// Requests a tenant may send at once above its rate.
-    #[arg(long, default_value_t = 100, env = "SCIMFLOW_TENANT_BURST")]
-    tenant_burst: u32,
-    /// Requests of one tenant served at the same time (0 = unlimited).
-    #[arg(long, default_value_t = 0, env = "SCIMFLOW_TENANT_CONCURRENCY")]
-    tenant_concurrency: u32,
+    /// Sustained requests per second per tenant (0 = unlimited) [default: 0].
+    #[arg(long, env = "SCIMFLOW_TENANT_RATE")]
+    tenant_rate: Option<u32>,
+    /// Requests a tenant may send at once above its rate [default: 100].
+    #[arg(long, env = "SCIMFLOW_TENANT_BURST")]
+    tenant_burst: Option<u32>,
+    /// Requests of one tenant served at the same time (0 = unlimited) [default: 0].
+    #[arg(long, env = "SCIMFLOW_TENANT_CONCURRENCY")]
+    tenant_concurrency: Option<u32>,
 }
 
-impl TenantLimitArgs {
-    fn api_config(&self) -> ApiConfig {
-        let mut config = ApiConfig::default();
-        config.limits.default_limits = scimflow_ingest_api::limits::TenantLimits {
-            requests_per_second: self.tenant_rate,
-            burst: self.tenant_burst.max(1),
-            max_concurrent: self.tenant_concurrency,
+/// Flags of every pipeline command. Each overrides the configuration file and the environment.
+#[derive(Debug, Args)]
+struct Common {
+    /// The configuration file (TOML, docs/configuration.md).
+    #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Tenants (and the embedded log and store) live here [default: scimflow-data].
+    #[arg(long, env = "SCIMFLOW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The projection store [default: embedded].
+    #[arg(long, value_enum, env = "SCIMFLOW_STORE")]
+    store: Option<StoreKind>,
+    #[command(flatten)]
+    limits: TenantLimitArgs,
+}
+
+impl Common {
+    /// The settings (file < environment < these flags < `overrides`), validated; starts logging.
+    fn settings(self, overrides: Overrides) -> anyhow::Result<Settings> {
+        let flags = Overrides {
+            data_dir: self.data_dir,
+            store: self.store,
+            tenant_rate: self.limits.tenant_rate,
+            tenant_burst: self.limits.tenant_burst,
+            tenant_concurrency: self.limits.tenant_concurrency,
+            ..overrides
         };
-        config
+        load_settings(self.config.as_deref(), &flags)
     }
 }
 
+/// Where and how the API listens.
 #[derive(Debug, Args)]
-struct Common {
-    /// Tenants (and the embedded log and store) live here.
-    #[arg(long, default_value = "scimflow-data", env = "SCIMFLOW_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The projection store.
-    #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_STORE")]
-    store: StoreKind,
-    #[command(flatten)]
-    limits: TenantLimitArgs,
+struct ListenArgs {
+    /// `host:port` of the API [default: 127.0.0.1:8080].
+    #[arg(long, env = "SCIMFLOW_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "SCIMFLOW_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "SCIMFLOW_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ListenArgs {
+    fn overrides(self, log: Option<LogKind>) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            log,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            ..Overrides::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline (API, log, projector, store) in one process.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
-        listen: String,
-        /// The command log.
-        #[arg(long, value_enum, default_value = "embedded", env = "SCIMFLOW_LOG")]
-        log: LogKind,
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// The command log [default: embedded].
+        #[arg(long, value_enum, env = "SCIMFLOW_LOG")]
+        log: Option<LogKind>,
         #[command(flatten)]
         common: Common,
     },
     /// Run only the SCIM API on Kafka (outcomes arrive from projectors over the outcomes topic).
     IngestApi {
-        #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMFLOW_LISTEN")]
-        listen: String,
+        #[command(flatten)]
+        listen: ListenArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -87,12 +122,24 @@ enum Command {
     /// Deliver applied changes from the Kafka changes topic to the subscriptions of a config file
     /// (product topics, compacted state topics, signed webhooks); see docs/consumers.md.
     Fanout {
-        /// Subscriptions (TOML or JSON).
-        #[arg(long, env = "SCIMFLOW_FANOUT_CONFIG")]
-        config: PathBuf,
+        /// Subscriptions (TOML or JSON); or `fanout.subscriptions` in the configuration file.
+        #[arg(long = "config", env = "SCIMFLOW_FANOUT_CONFIG", value_name = "FILE")]
+        subscriptions: Option<PathBuf>,
+        /// The scimflow configuration file (what `--config` is to the other commands).
+        #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+        settings: Option<PathBuf>,
     },
-    /// Create or upgrade the CQL schema (SCIMFLOW_CQL_NODES, SCIMFLOW_CQL_KEYSPACE, ...).
-    Migrate,
+    /// Create or upgrade the CQL schema (`store.cql` settings or SCIMFLOW_CQL_NODES, ...).
+    Migrate {
+        /// The configuration file (TOML, docs/configuration.md).
+        #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration and print the effective settings (docs/configuration.md).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Rebuild the projection by folding the command log (resumable; docs/operations.md).
     Replay(scimflow::ops::replay::ReplayArgs),
     /// Compare the store with the command log, name drifted rows, `--repair` them.
@@ -113,48 +160,78 @@ enum Command {
     },
 }
 
+/// Loads and validates the settings, then starts logging as they say.
+fn load_settings(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Settings> {
+    let settings = scimflow::config::load_from_process(file, flags)?;
+    scimflow::telemetry::init_telemetry_from(&settings.telemetry);
+    Ok(settings)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    scimflow::telemetry::init_telemetry();
+    scimflow_ingest_api::tls::install_default_crypto_provider();
     match Cli::parse().command {
         Command::Serve { listen, log, common } => {
-            let options = options(common, listen, log, true, true);
-            serve(options).await
+            let settings = common.settings(listen.overrides(log))?;
+            serve(settings.pipeline_options(true, true)?).await
         }
         Command::IngestApi { listen, common } => {
-            serve(options(common, listen, LogKind::Kafka, true, false)).await
+            let settings = common.settings(listen.overrides(Some(LogKind::Kafka)))?;
+            serve(settings.pipeline_options(true, false)?).await
         }
         Command::Projector { common } => {
-            let app = App::build(options(common, String::new(), LogKind::Kafka, false, true)).await?;
+            let kafka = Overrides { log: Some(LogKind::Kafka), ..Overrides::default() };
+            let settings = common.settings(kafka)?;
+            let app = App::build(settings.pipeline_options(false, true)?).await?;
             println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
             app.run_until_stopped().await
         }
-        Command::Fanout { config } => fanout(&config).await,
-        Command::Migrate => {
-            let store = scimflow_store::cql::CqlStore::connect_from_env().await?.ok_or_else(|| {
-                anyhow::anyhow!("set SCIMFLOW_CQL_NODES (e.g. 127.0.0.1:9042) to migrate a CQL store")
-            })?;
+        Command::Fanout { subscriptions, settings } => {
+            let flags = Overrides {
+                log: Some(LogKind::Kafka),
+                fanout_subscriptions: subscriptions,
+                ..Overrides::default()
+            };
+            fanout(&load_settings(settings.as_deref(), &flags)?).await
+        }
+        Command::Migrate { config } => {
+            let cql = Overrides { store: Some(StoreKind::Cql), ..Overrides::default() };
+            let settings = load_settings(config.as_deref(), &cql)?;
+            let store = scimflow_store::cql::CqlStore::connect(settings.cql_config()?).await?;
             println!("CQL schema of keyspace {} is current", store.keyspace());
             Ok(())
         }
-        Command::Tenant { command } => tenant_cmd::run(command),
-        Command::Admin { command } => scimflow::admin_cmd::run(command),
-        // Blocking tools: a blocking thread, from which the CQL driver's runtime is reachable.
-        Command::Replay(args) => tokio::task::spawn_blocking(|| scimflow::ops::replay::command(args)).await?,
-        Command::Verify(args) => tokio::task::spawn_blocking(|| scimflow::ops::verify::command(args)).await?,
-        Command::History(args) => {
-            tokio::task::spawn_blocking(|| scimflow::ops::history::command(args)).await?
+        command => {
+            scimflow::telemetry::init_telemetry();
+            match command {
+                Command::Config { command } => scimflow::config::check::run(command),
+                Command::Tenant { command } => tenant_cmd::run(command),
+                Command::Admin { command } => scimflow::admin_cmd::run(command),
+                // Blocking tools: a blocking thread, from which the CQL driver's runtime is reachable.
+                Command::Replay(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::replay::command(args)).await?
+                }
+                Command::Verify(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::verify::command(args)).await?
+                }
+                Command::History(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::history::command(args)).await?
+                }
+                Command::Redeliver(args) => scimflow::ops::redeliver::command(args).await,
+                _ => unreachable!("pipeline commands are matched above"),
+            }
         }
-        Command::Redeliver(args) => scimflow::ops::redeliver::command(args).await,
     }
 }
 
-async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
-    use scimflow_fanout::source::{DEFAULT_GROUP_ID, KafkaChangeSource};
-    let config = scimflow_fanout::config::FanoutConfig::load(config_path)?;
-    let kafka = scimflow_log::kafka::KafkaConfig::from_env()?;
-    let group = std::env::var("SCIMFLOW_FANOUT_GROUP_ID").unwrap_or_else(|_| DEFAULT_GROUP_ID.to_owned());
-    let source = KafkaChangeSource::new(&kafka, &group)?;
+async fn fanout(settings: &Settings) -> anyhow::Result<()> {
+    use scimflow_fanout::source::KafkaChangeSource;
+    let subscriptions = settings.fanout.subscriptions.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("scimflow fanout needs its subscriptions: --config FILE, SCIMFLOW_FANOUT_CONFIG or fanout.subscriptions")
+    })?;
+    let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
+    let kafka = settings.kafka_config();
+    let source = KafkaChangeSource::new(&kafka, &settings.fanout.group_id)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         scimflow::shutdown::requested().await;
@@ -165,27 +242,6 @@ async fn fanout(config_path: &std::path::Path) -> anyhow::Result<()> {
         kafka.topics().changes
     );
     Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
-}
-
-fn options(
-    common: Common,
-    listen: String,
-    log: LogKind,
-    run_api: bool,
-    run_projector: bool,
-) -> PipelineOptions {
-    PipelineOptions {
-        data_dir: common.data_dir,
-        listen,
-        log,
-        store: common.store,
-        run_api,
-        run_projector,
-        api: common.limits.api_config(),
-        kafka: None,
-        projector: None,
-        cql: None,
-    }
 }
 
 async fn serve(options: PipelineOptions) -> anyhow::Result<()> {

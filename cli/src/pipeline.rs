@@ -10,11 +10,14 @@
 //!
 //! Tenants live in `DATA_DIR/tenants.redb` in every topology.
 
+use crate::config::tenant_limits::resolve_tenant_names;
 use crate::embedded::open_tenants;
 use anyhow::Context;
 use scimflow_core::SchemaRegistry;
+use scimflow_ingest_api::startup::build_server_with_tls;
 use scimflow_ingest_api::state::AuditAccess;
-use scimflow_ingest_api::{ApiConfig, ApiState, build_server};
+use scimflow_ingest_api::tls::{TlsFiles, server_config};
+use scimflow_ingest_api::{ApiConfig, ApiState};
 use scimflow_log::embedded::EmbeddedLog;
 use scimflow_log::kafka::{KafkaConfig, KafkaLog, KafkaLogReader, OutcomeListener, ensure_topics};
 use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
@@ -33,7 +36,8 @@ use tokio::task::JoinHandle;
 /// How long a write waits for its outcome before answering 503 (it stays durable and is folded).
 pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogKind {
     /// The embedded redb log in the data directory (one process).
     Embedded,
@@ -41,7 +45,8 @@ pub enum LogKind {
     Kafka,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// The embedded redb store in the data directory (one process).
     Embedded,
@@ -64,6 +69,8 @@ pub struct PipelineOptions {
     pub projector: Option<KafkaProjectorConfig>,
     /// Explicit CQL settings; `None` reads `SCIMFLOW_CQL_*` from the environment.
     pub cql: Option<CqlConfig>,
+    /// Serve the API over HTTPS with this certificate and key; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl PipelineOptions {
@@ -80,6 +87,7 @@ impl PipelineOptions {
             kafka: None,
             projector: None,
             cql: None,
+            tls: None,
         }
     }
 }
@@ -183,20 +191,25 @@ impl App {
         }
         let (mut server, mut port, mut base_url) = (None, None, None);
         if options.run_api {
+            // Before binding: a bad certificate or key stops the start with the file's name.
+            let tls = options.tls.as_ref().map(server_config).transpose()?;
             let listener = TcpListener::bind(&options.listen)
                 .with_context(|| format!("cannot listen on {}", options.listen))?;
             let bound = listener.local_addr()?.port();
             let host = options.listen.rsplit_once(':').map(|(host, _)| host).unwrap_or("127.0.0.1");
-            base_url = Some(format!("http://{host}:{bound}{}", options.api.base_path));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            base_url = Some(format!("{scheme}://{host}:{bound}{}", options.api.base_path));
+            let mut config = options.api.clone();
+            resolve_tenant_names(&tenants, &mut config.limits)?;
             let state = ApiState {
                 registry: registry.clone(),
                 write: WritePath::new(log, hub, OUTCOME_TIMEOUT),
                 reader: store.reader(),
                 auth: Arc::new(tenants.clone()),
-                config: options.api.clone(),
+                config,
                 audit: Some(AuditAccess { log: history_log, admins: Arc::new(tenants.admins()?) }),
             };
-            server = Some(build_server(listener, state)?);
+            server = Some(build_server_with_tls(listener, state, tls)?);
             port = Some(bound);
         }
         Ok(App {

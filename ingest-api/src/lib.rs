@@ -19,7 +19,9 @@
 //! - [`search`]: filters, plans, sorting, index and cursor paging.
 //! - [`render`]: resources as answered: `meta.location`, `groups`/`members`, projection, ETag.
 //! - [`routes`]: the thin handlers.
-//! - [`startup`]: [`configure`], [`build_server`], [`Application`].
+//! - [`startup`]: [`configure`], [`build_server`] (HTTP) and
+//!   [`startup::build_tls_server`] (HTTPS), [`Application`].
+//! - [`tls`]: certificate and key files to a rustls server config (ring provider).
 //! - [`limits`]: per-tenant token bucket and concurrency cap (429 + `Retry-After`).
 //! - [`metrics`]: the Prometheus metrics; [`observe`]: the middleware that authenticates,
 //!   limits and measures every SCIM request, and `/healthz`, `/readyz`, `/metrics`.
@@ -72,6 +74,7 @@ pub mod search;
 pub mod startup;
 pub mod state;
 pub mod testing;
+pub mod tls;
 pub mod write;
 
 pub use config::ApiConfig;

@@ -1,5 +1,5 @@
 //! Wiring: the routes under the base path ([`configure`]), and the HTTP server on a listener
-//! ([`build_server`], [`Application`]), in the zero-to-production style: `main` and tests build
+//! ([`build_server`], [`build_tls_server`], [`Application`]), in the zero-to-production style: `main` and tests build
 //! the same way, tests on port 0.
 //!
 //! # Examples
@@ -110,12 +110,33 @@ fn resource_type_scope(path: &str, kind: ResourceKind) -> actix_web::Scope {
 /// [`ApiConfig::shutdown_timeout`](crate::ApiConfig::shutdown_timeout): a write already on the
 /// log still gets its outcome answered.
 pub fn build_server(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
+    build_server_with_tls(listener, state, None)
+}
+
+/// [`build_server`] speaking HTTPS only: a plain-HTTP request to the port fails its handshake.
+/// `tls` comes from [`tls::server_config`](crate::tls::server_config).
+pub fn build_tls_server(
+    listener: TcpListener,
+    state: ApiState,
+    tls: rustls::ServerConfig,
+) -> std::io::Result<Server> {
+    build_server_with_tls(listener, state, Some(tls))
+}
+
+/// [`build_server`] with HTTPS when `tls` is given.
+pub fn build_server_with_tls(
+    listener: TcpListener,
+    state: ApiState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let shutdown_secs = state.config.shutdown_timeout.as_secs();
     let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
-        .shutdown_timeout(shutdown_secs)
-        .listen(listener)?
-        .run();
-    Ok(server)
+        .shutdown_timeout(shutdown_secs);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// The API server and the port it listens on.

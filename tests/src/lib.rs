@@ -61,6 +61,7 @@ pub async fn spawn_app_on(topology: Topology) -> Option<TestApp> {
         kafka: Some(kafka),
         projector: Some(projector),
         cql,
+        tls: None,
     };
     let app = App::build(options).await.expect("pipeline starts on real services");
     let now = chrono::Utc::now().timestamp_millis();
@@ -249,6 +250,7 @@ impl FreshServices {
             kafka: self.kafka.clone(),
             projector: self.projector.clone(),
             cql: self.cql.clone(),
+            tls: None,
         }
     }
 }

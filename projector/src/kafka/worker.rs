@@ -141,8 +141,6 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     partitions: BTreeMap<u32, PartitionState>,
     control: Arc<Control>,
     config: KafkaProjectorConfig,
-    /// The previous round's transaction, committing while this round folds.
-    in_flight: Option<InFlight>,
 }
 
 /// The transactional producer of the changes topic.
@@ -219,7 +217,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
             partitions: BTreeMap::new(),
             control,
             config: config.clone(),
-            in_flight: None,
         })
     }
 
@@ -238,10 +235,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 break;
             }
             self.apply_rebalances();
-            if let Err(KafkaProjectorError::Fatal(reason)) = self.settle_if_committed() {
-                self.replace_producer(&reason)?;
-                continue;
-            }
             if let Err(KafkaProjectorError::Fatal(reason)) = self.prepare_partitions() {
                 self.replace_producer(&reason)?;
                 continue;
@@ -257,10 +250,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Err(KafkaProjectorError::Fatal(reason)) => self.replace_producer(&reason)?,
                 Err(other) => return Err(other),
             }
-        }
-        // A graceful stop ends the last transaction too (its outcome is only logged).
-        if let Err(error) = self.settle_in_flight() {
-            tracing::warn!(error = %error, "ProjectorLastTransactionFailed");
         }
         self.outcomes.flush(Duration::from_secs(5));
         tracing::info!("ProjectorStopped");
@@ -278,10 +267,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
     /// Retries with backoff while the broker is unreachable; gives up only on a stop request.
     fn replace_producer(&mut self, reason: &str) -> Result<(), KafkaProjectorError> {
         tracing::error!(reason, "ChangeProducerFailed");
-        // Whatever the transaction in flight did, preparation below finds out from Kafka.
-        if let Some(in_flight) = self.in_flight.take() {
-            let _ = in_flight.handle.join();
-        }
         let mut retry = Retry::new();
         loop {
             if self.control.stopping() {
@@ -334,13 +319,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
     /// Moves assigned partitions to `Ready`: committed offset, then republishing.
     fn prepare_partitions(&mut self) -> Result<(), KafkaProjectorError> {
         let now = Instant::now();
-        let preparing =
-            self.partitions.values().any(|state| state.phase != Phase::Ready && state.retry.due(now));
-        if preparing {
-            // The committed offsets must be final before they are read, and recovery
-            // transactions cannot begin while another is open.
-            self.settle_in_flight()?;
-        }
         let to_fetch: Vec<u32> = self
             .partitions
             .iter()
@@ -501,7 +479,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
         if foldable.is_empty() {
             return Ok(RoundEnd::Continue);
         }
-        let mut publishes: Vec<PartitionPublish> = Vec::with_capacity(foldable.len());
+        let mut publishes = Vec::with_capacity(foldable.len());
         let mut outcomes = Vec::new();
         for partition in foldable {
             let Some(state) = self.partitions.get_mut(&partition) else { continue };
@@ -562,107 +540,66 @@ impl<S: StoreWriter + 'static> Worker<S> {
         if publishes.is_empty() {
             return Ok(RoundEnd::Continue);
         }
-        // One transaction at a time: the previous round's must have ended before this one
-        // begins. Partitions whose previous transaction failed go back through preparation,
-        // which republishes from the store everything above the committed offset, this round's
-        // changes included; publishing them here as well would duplicate them.
-        let failed = self.settle_in_flight()?;
-        publishes.retain(|publish| !failed.contains(&publish.partition));
-        if publishes.is_empty() {
-            return Ok(RoundEnd::Continue);
-        }
-        let committed: Vec<(u32, u64)> =
-            publishes.iter().map(|publish| (publish.partition, publish.commit_offset)).collect();
-        match self.start_transaction(&publishes) {
-            Ok(changes) => {
-                // The commit (waiting for the changes' acks, then EndTxn) runs on its own thread
-                // while the next round polls and folds: the outcomes already went out, and the
-                // broker round trips of the commit no longer hold up the next batch.
-                let producer = self.producer.clone();
-                let commit = std::thread::Builder::new()
-                    .name("scimflow-projector-commit".into())
-                    .spawn(move || commit_transaction(&producer));
-                let started = Instant::now();
-                match commit {
-                    Ok(handle) => self.in_flight = Some(InFlight { committed, changes, handle, started }),
-                    Err(error) => {
-                        tracing::warn!(error = %error, "ProjectorCommitThreadUnavailable");
-                        let result = commit_transaction(&self.producer);
-                        self.transaction_ended(&committed, changes, started, result)?;
+        match self.publish_in_transaction(&publishes) {
+            Ok(()) => {
+                for publish in &publishes {
+                    if let Some(state) = self.partitions.get_mut(&publish.partition) {
+                        state.published_until = publish.commit_offset;
                     }
                 }
             }
-            Err(error) => self.transaction_ended(&committed, 0, Instant::now(), Err(error))?,
+            Err(TransactionFailure::Aborted(error)) => {
+                for publish in &publishes {
+                    tracing::warn!(partition = publish.partition, error = %error, "ProjectorTransactionAborted");
+                    self.after_failed_transaction(publish.partition);
+                }
+            }
+            Err(TransactionFailure::Fatal(reason)) => return Err(KafkaProjectorError::Fatal(reason)),
         }
         Ok(RoundEnd::Continue)
     }
 
-    /// Waits for the transaction in flight, if any, and records its end. Returns the
-    /// partitions whose transaction failed (they are back in preparation).
-    fn settle_in_flight(&mut self) -> Result<Vec<u32>, KafkaProjectorError> {
-        let Some(in_flight) = self.in_flight.take() else { return Ok(Vec::new()) };
-        let result =
-            in_flight.handle.join().unwrap_or_else(|_| Err(KafkaError::Global(RDKafkaErrorCode::Fail)));
-        let failed = if result.is_ok() {
-            Vec::new()
-        } else {
-            in_flight.committed.iter().map(|(partition, _)| *partition).collect()
-        };
-        self.transaction_ended(&in_flight.committed, in_flight.changes, in_flight.started, result)?;
-        Ok(failed)
-    }
-
-    /// Settles the transaction in flight once its commit thread is done (without waiting), so a
-    /// failure is handled promptly even when no further batch comes.
-    fn settle_if_committed(&mut self) -> Result<(), KafkaProjectorError> {
-        if self.in_flight.as_ref().is_some_and(|in_flight| in_flight.handle.is_finished()) {
-            self.settle_in_flight()?;
-        }
-        Ok(())
-    }
-
-    fn transaction_ended(
-        &mut self,
-        committed: &[(u32, u64)],
-        changes: usize,
-        started: Instant,
-        result: Result<(), KafkaError>,
-    ) -> Result<(), KafkaProjectorError> {
-        match result {
-            Ok(()) => {
-                tracing::debug!(
-                    partitions = committed.len(),
-                    changes,
-                    commit_ms = started.elapsed().as_millis() as u64,
-                    "ChangesPublished"
-                );
-                for (partition, commit_offset) in committed {
-                    if let Some(state) = self.partitions.get_mut(partition) {
-                        state.published_until = *commit_offset;
-                    }
-                }
-                Ok(())
-            }
-            Err(error) => match self.abort_after(error) {
-                TransactionFailure::Aborted(error) => {
-                    for (partition, _) in committed {
-                        tracing::warn!(partition, error = %error, "ProjectorTransactionAborted");
-                        self.after_failed_transaction(*partition);
-                    }
-                    Ok(())
-                }
-                TransactionFailure::Fatal(reason) => Err(KafkaProjectorError::Fatal(reason)),
-            },
-        }
-    }
-
-    /// Publishes synchronously (recovery): begins, sends, commits.
     fn publish_in_transaction(&self, publishes: &[PartitionPublish]) -> Result<(), TransactionFailure> {
-        let result = self.start_transaction(publishes).and_then(|count| {
-            commit_transaction(&self.producer)?;
-            Ok(count)
-        });
-        match result {
+        let attempt = || -> Result<usize, KafkaError> {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| KafkaError::Subscription("the consumer has no group metadata".into()))?;
+            self.producer.begin_transaction()?;
+            let mut count = 0;
+            for publish in publishes {
+                for change in &publish.changes {
+                    self.send_change(publish.partition, change)?;
+                    count += 1;
+                }
+            }
+            let mut offsets = TopicPartitionList::with_capacity(publishes.len());
+            for publish in publishes {
+                offsets.add_partition_offset(
+                    &self.topics.commands,
+                    publish.partition as i32,
+                    Offset::Offset(publish.commit_offset as i64),
+                )?;
+            }
+            // KIP-447: the group coordinator refuses these offsets if this member was fenced by
+            // a rebalance, and the transaction (with its changes) is then aborted.
+            self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
+            self.wait_for_deliveries(KAFKA_CALL_TIMEOUT);
+            let mut attempts = 0;
+            loop {
+                match self.producer.commit_transaction(KAFKA_CALL_TIMEOUT) {
+                    Ok(()) => return Ok(count),
+                    // A timed-out commit may still be in progress: librdkafka resumes it when
+                    // asked again (aborting instead would leave its outcome unknown).
+                    Err(KafkaError::Transaction(error)) if error.is_retriable() && attempts < 3 => {
+                        attempts += 1;
+                        tracing::warn!(error = %error, attempts, "ProjectorCommitRetried");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        match attempt() {
             Ok(count) => {
                 tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
                 Ok(())
@@ -671,33 +608,15 @@ impl<S: StoreWriter + 'static> Worker<S> {
         }
     }
 
-    /// Begins a transaction with the changes of `publishes` and their commands' offsets;
-    /// returns the number of changes sent. The caller commits (or aborts after an error).
-    fn start_transaction(&self, publishes: &[PartitionPublish]) -> Result<usize, KafkaError> {
-        let group = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| KafkaError::Subscription("the consumer has no group metadata".into()))?;
-        self.producer.begin_transaction()?;
-        let mut count = 0;
-        for publish in publishes {
-            for change in &publish.changes {
-                self.send_change(publish.partition, change)?;
-                count += 1;
-            }
+    /// Waits until every change sent is acknowledged (or `timeout` passes). rdkafka's
+    /// `commit_transaction` flushes first, and its flush on a `ThreadedProducer` sleeps in
+    /// 100 ms polls for delivery events that the producer's own thread takes; with nothing left
+    /// in flight it returns at once. This cut a commit from ~110 ms to the broker round trips.
+    fn wait_for_deliveries(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
         }
-        let mut offsets = TopicPartitionList::with_capacity(publishes.len());
-        for publish in publishes {
-            offsets.add_partition_offset(
-                &self.topics.commands,
-                publish.partition as i32,
-                Offset::Offset(publish.commit_offset as i64),
-            )?;
-        }
-        // KIP-447: the group coordinator refuses these offsets if this member was fenced by
-        // a rebalance, and the transaction (with its changes) is then aborted.
-        self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
-        Ok(count)
     }
 
     fn abort_after(&self, error: KafkaError) -> TransactionFailure {
@@ -770,43 +689,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
             Err(error) => tracing::warn!(partition, paused, error = %error, "ProjectorPauseFailed"),
         }
     }
-}
-
-/// Commits the open transaction. A timed-out commit may still be in progress: librdkafka
-/// resumes it when asked again (aborting instead would leave its outcome unknown).
-fn commit_transaction(producer: &ThreadedProducer<TracingContext>) -> Result<(), KafkaError> {
-    wait_for_deliveries(producer, KAFKA_CALL_TIMEOUT);
-    let mut attempts = 0;
-    loop {
-        match producer.commit_transaction(KAFKA_CALL_TIMEOUT) {
-            Ok(()) => return Ok(()),
-            Err(KafkaError::Transaction(error)) if error.is_retriable() && attempts < 3 => {
-                attempts += 1;
-                tracing::warn!(error = %error, attempts, "ProjectorCommitRetried");
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// Waits until every change sent is acknowledged (or `timeout` passes). rdkafka's
-/// `commit_transaction` flushes first, and its flush on a `ThreadedProducer` sleeps in 100 ms
-/// polls for delivery events that the producer's own thread takes; with nothing left in flight
-/// it returns at once. This cut a commit from ~110 ms to the broker round trips.
-fn wait_for_deliveries(producer: &ThreadedProducer<TracingContext>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-/// The transaction whose commit runs on its own thread.
-struct InFlight {
-    /// `(partition, commit offset)` of each partition in it.
-    committed: Vec<(u32, u64)>,
-    changes: usize,
-    handle: std::thread::JoinHandle<Result<(), KafkaError>>,
-    started: Instant,
 }
 
 #[derive(Debug, PartialEq, Eq)]
