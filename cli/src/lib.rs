@@ -10,6 +10,8 @@
 //!   by `serve` and by the end-to-end tests.
 //! - [`pipeline`]: any topology: embedded or Kafka log, embedded or CQL store, API and/or
 //!   projector in this process.
+//! - [`metrics_server`]: `/metrics`, `/healthz`, `/readyz` of the projector and fanout processes.
+//! - [`fanout_cmd`]: `scimflow fanout`, fanout with its metrics server.
 //! - [`ops`]: `scimflow replay|verify|history`, operating from the command log.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
 //! - [`admin_cmd`]: `scimflow admin token create|list|revoke` (credentials of `/admin`).
@@ -19,6 +21,8 @@
 pub mod admin_cmd;
 pub mod config;
 pub mod embedded;
+pub mod fanout_cmd;
+pub mod metrics_server;
 pub mod ops;
 pub mod pipeline;
 pub mod shutdown;

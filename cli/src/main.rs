@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use scimflow::config::check::ConfigCommand;
 use scimflow::config::{CONFIG_ENV, Overrides, Settings};
-use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
+use scimflow::metrics_server::MetricsServer;
+use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind};
 use scimflow::tenant_cmd::{self, TenantCommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -104,6 +105,11 @@ enum Command {
         /// The command log [default: embedded].
         #[arg(long, value_enum, env = "SCIMFLOW_LOG")]
         log: Option<LogKind>,
+        /// Also deliver applied changes to the subscriptions of this file (TOML or JSON,
+        /// docs/consumers.md), from the changes topic on Kafka, the store's change feed
+        /// otherwise; or SCIMFLOW_FANOUT_CONFIG, or `fanout.subscriptions` in the configuration.
+        #[arg(long, value_name = "FILE")]
+        fanout_config: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -116,6 +122,9 @@ enum Command {
     },
     /// Run only a projector: fold the Kafka command log into the store.
     Projector {
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9464", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
         #[command(flatten)]
         common: Common,
     },
@@ -128,6 +137,9 @@ enum Command {
         /// The scimflow configuration file (what `--config` is to the other commands).
         #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
         settings: Option<PathBuf>,
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, default_value = "127.0.0.1:9465", env = "SCIMFLOW_METRICS_LISTEN")]
+        metrics_listen: String,
     },
     /// Create or upgrade the CQL schema (`store.cql` settings or SCIMFLOW_CQL_NODES, ...).
     Migrate {
@@ -171,28 +183,39 @@ fn load_settings(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Setti
 async fn main() -> anyhow::Result<()> {
     scimflow_ingest_api::tls::install_default_crypto_provider();
     match Cli::parse().command {
-        Command::Serve { listen, log, common } => {
-            let settings = common.settings(listen.overrides(log))?;
-            serve(settings.pipeline_options(true, true)?).await
+        Command::Serve { listen, log, fanout_config, common } => {
+            let overrides = Overrides { fanout_subscriptions: fanout_config, ..listen.overrides(log) };
+            let settings = common.settings(overrides)?;
+            let mut options = settings.pipeline_options(true, true)?;
+            options.fanout = fanout_in_serve(&settings)?;
+            serve(options).await
         }
         Command::IngestApi { listen, common } => {
             let settings = common.settings(listen.overrides(Some(LogKind::Kafka)))?;
             serve(settings.pipeline_options(true, false)?).await
         }
-        Command::Projector { common } => {
+        Command::Projector { metrics_listen, common } => {
             let kafka = Overrides { log: Some(LogKind::Kafka), ..Overrides::default() };
             let settings = common.settings(kafka)?;
             let app = App::build(settings.pipeline_options(false, true)?).await?;
+            let metrics = MetricsServer::start(
+                &metrics_listen,
+                app.metrics_registry().clone(),
+                app.readiness_checks(),
+            )?;
             println!("scimflow projector is folding the Kafka command log; Ctrl-C or SIGTERM stops it");
-            app.run_until_stopped().await
+            println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", metrics.origin());
+            let result = app.run_until_stopped().await;
+            metrics.stop().await;
+            result
         }
-        Command::Fanout { subscriptions, settings } => {
+        Command::Fanout { subscriptions, settings, metrics_listen } => {
             let flags = Overrides {
                 log: Some(LogKind::Kafka),
                 fanout_subscriptions: subscriptions,
                 ..Overrides::default()
             };
-            fanout(&load_settings(settings.as_deref(), &flags)?).await
+            fanout(&load_settings(settings.as_deref(), &flags)?, &metrics_listen).await
         }
         Command::Migrate { config } => {
             let cql = Overrides { store: Some(StoreKind::Cql), ..Overrides::default() };
@@ -224,14 +247,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn fanout(settings: &Settings) -> anyhow::Result<()> {
-    use scimflow_fanout::source::KafkaChangeSource;
+/// Fanout inside `serve`, when subscriptions are configured.
+fn fanout_in_serve(settings: &Settings) -> anyhow::Result<Option<FanoutOptions>> {
+    let Some(subscriptions) = &settings.fanout.subscriptions else { return Ok(None) };
+    let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
+    Ok(Some(FanoutOptions { config, group_id: settings.fanout.group_id.clone() }))
+}
+
+async fn fanout(settings: &Settings, metrics_listen: &str) -> anyhow::Result<()> {
     let subscriptions = settings.fanout.subscriptions.as_deref().ok_or_else(|| {
         anyhow::anyhow!("scimflow fanout needs its subscriptions: --config FILE, SCIMFLOW_FANOUT_CONFIG or fanout.subscriptions")
     })?;
     let config = scimflow_fanout::config::FanoutConfig::load(subscriptions)?;
     let kafka = settings.kafka_config();
-    let source = KafkaChangeSource::new(&kafka, &settings.fanout.group_id)?;
+    let process =
+        scimflow::fanout_cmd::start(config, &kafka, &settings.fanout.group_id, metrics_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         scimflow::shutdown::requested().await;
@@ -241,7 +271,10 @@ async fn fanout(settings: &Settings) -> anyhow::Result<()> {
         "scimflow fanout is delivering changes from {}; Ctrl-C or SIGTERM stops it",
         kafka.topics().changes
     );
-    Ok(scimflow_fanout::run(config, Some(&kafka), Box::new(source), stopped).await?)
+    println!("metrics, health and readiness on {}/metrics, /healthz, /readyz", process.metrics.origin());
+    let result = process.fanout.run_until(stopped).await;
+    process.metrics.stop().await;
+    Ok(result?)
 }
 
 async fn serve(options: PipelineOptions) -> anyhow::Result<()> {

@@ -8,24 +8,47 @@
 //! | `scimflow ingest-api --store cql` | Kafka | any | API (outcomes from the outcomes topic) |
 //! | `scimflow projector --store cql` | Kafka | any | projector |
 //!
+//! `serve --fanout-config FILE` also runs fanout in the process: from the changes topic on
+//! Kafka, from the store's change feed on the embedded log (docs/consumers.md).
+//!
 //! Tenants live in `DATA_DIR/tenants.redb` in every topology.
+//!
+//! ## Metrics and readiness
+//! Every component reports into one Prometheus registry, the API's
+//! (`options.api.runtime.metrics().registry()`), also when the process runs no API: the log's
+//! produce latency (Kafka), the store's call latency ([`MeteredStore`] around either adapter),
+//! the projector's fold and lag metrics (either log), and fanout's when `serve` runs it. An API process serves it on its own `/metrics`; a
+//! projector-only process serves [`App::metrics_registry`] and [`App::readiness_checks`] with a
+//! [`MetricsServer`](crate::metrics_server::MetricsServer) (`scimflow projector --metrics-listen`).
 
 use crate::config::tenant_limits::resolve_tenant_names;
 use crate::embedded::open_tenants;
+use crate::metrics_server::{kafka_check, probe};
 use anyhow::Context;
+use prometheus::Registry;
 use scimflow_core::SchemaRegistry;
+use scimflow_fanout::Fanout;
+use scimflow_fanout::config::FanoutConfig;
+use scimflow_fanout::db::FanoutDb;
+use scimflow_fanout::source::{KafkaChangeSource, StoreFeedSource};
+use scimflow_ingest_api::runtime::{ApiRuntime, ReadinessProbe};
 use scimflow_ingest_api::startup::build_server_with_tls;
 use scimflow_ingest_api::state::AuditAccess;
 use scimflow_ingest_api::tls::{TlsFiles, server_config};
 use scimflow_ingest_api::{ApiConfig, ApiState};
-use scimflow_log::embedded::EmbeddedLog;
-use scimflow_log::kafka::{KafkaConfig, KafkaLog, KafkaLogReader, OutcomeListener, ensure_topics};
+use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
+use scimflow_log::kafka::{
+    KafkaConfig, KafkaLog, KafkaLogReader, LogMetrics, OutcomeListener, ensure_topics,
+};
 use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
+use scimflow_projector::kafka::lag::LagMonitor;
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
-use scimflow_store::StoreReader;
+use scimflow_projector::metrics::ProjectorMetrics;
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
+use scimflow_store::metered::{MeteredStore, StoreMetrics};
 use scimflow_store::tenants::TenantDirectory;
+use scimflow_store::{StoreReader, StoreWriter};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +58,10 @@ use tokio::task::JoinHandle;
 
 /// How long a write waits for its outcome before answering 503 (it stays durable and is folded).
 pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a Kafka projector process reads its group's lag (one metadata request, one offset
+/// fetch and one watermark request per partition).
+pub const LAG_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +98,15 @@ pub struct PipelineOptions {
     pub cql: Option<CqlConfig>,
     /// Serve the API over HTTPS with this certificate and key; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Also run fanout in this process (`serve --fanout-config`).
+    pub fanout: Option<FanoutOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub config: FanoutConfig,
+    /// Consumer group on the changes topic (Kafka log only).
+    pub group_id: String,
 }
 
 impl PipelineOptions {
@@ -88,6 +124,7 @@ impl PipelineOptions {
             projector: None,
             cql: None,
             tls: None,
+            fanout: None,
         }
     }
 }
@@ -117,7 +154,28 @@ impl AnyStore {
         })
     }
 
-    fn reader(&self) -> Arc<dyn StoreReader> {
+    fn reader(&self, metrics: &StoreMetrics) -> Arc<dyn StoreReader> {
+        match self {
+            AnyStore::Embedded(store) => Arc::new(MeteredStore::new(store.clone(), metrics.clone())),
+            AnyStore::Cql(store) => Arc::new(MeteredStore::new(store.clone(), metrics.clone())),
+        }
+    }
+
+    /// The writer side, for readiness: `Ok` when the store answers a position read.
+    async fn check_writer(&self) -> Result<(), String> {
+        let store = self.clone();
+        let read = tokio::task::spawn_blocking(move || match &store {
+            AnyStore::Embedded(store) => store.next_offset(0),
+            AnyStore::Cql(store) => store.next_offset(0),
+        });
+        match read.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(join) => Err(format!("the store check failed: {join}")),
+        }
+    }
+
+    fn writer(&self) -> Arc<dyn StoreWriter> {
         match self {
             AnyStore::Embedded(store) => Arc::new(store.clone()),
             AnyStore::Cql(store) => Arc::new(store.clone()),
@@ -125,7 +183,8 @@ impl AnyStore {
     }
 }
 
-/// A running pipeline: the API server (if this process serves it) and the projector task.
+/// A running pipeline: the API server (if this process serves it), the projector task, and
+/// fanout when configured.
 pub struct App {
     server: Option<actix_web::dev::Server>,
     port: Option<u16>,
@@ -137,6 +196,9 @@ pub struct App {
     projector: Option<JoinHandle<anyhow::Result<()>>>,
     stop_projector: watch::Sender<bool>,
     outcome_listener: Option<OutcomeListener>,
+    metrics_registry: Registry,
+    readiness_checks: Vec<(String, ReadinessProbe)>,
+    fanout: Option<Fanout>,
 }
 
 impl App {
@@ -145,9 +207,31 @@ impl App {
         let registry = Arc::new(SchemaRegistry::standard());
         let hub = Arc::new(OutcomeHub::new());
         let store = AnyStore::open(&options).await?;
+        let mut options = options;
+        let store_metrics = match StoreMetrics::register(options.api.runtime.metrics().registry()) {
+            Ok(metrics) => metrics,
+            // These options built a pipeline before (a restart with cloned options): that one's
+            // metrics own the names, so this one reports into a runtime of its own.
+            Err(prometheus::Error::AlreadyReg) => {
+                options.api.runtime = ApiRuntime::new();
+                StoreMetrics::register(options.api.runtime.metrics().registry())?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let metrics_registry = options.api.runtime.metrics().registry().clone();
+        let mut readiness_checks: Vec<(String, ReadinessProbe)> = Vec::new();
+        let checked_store = store.clone();
+        readiness_checks.push((
+            "store".to_owned(),
+            probe(move || {
+                let store = checked_store.clone();
+                async move { store.check_writer().await }
+            }),
+        ));
         let (stop_projector, stop_signal) = watch::channel(false);
         let mut embedded_log = None;
         let mut outcome_listener = None;
+        let mut kafka_config = None;
         let log: Arc<dyn CommandLog>;
         // What the API's history endpoints read the commands from.
         let history_log: Arc<dyn LogReader>;
@@ -161,7 +245,16 @@ impl App {
                 let embedded = EmbeddedLog::open(&options.data_dir.join("log.redb"))?;
                 log = Arc::new(embedded.clone());
                 history_log = Arc::new(embedded.clone());
-                projector = Some(spawn_embedded_projector(&registry, &store, &embedded, &hub, stop_signal));
+                let projector_metrics = ProjectorMetrics::register(&metrics_registry)?;
+                projector = Some(spawn_embedded_projector(
+                    &registry,
+                    &store,
+                    &store_metrics,
+                    &projector_metrics,
+                    &embedded,
+                    &hub,
+                    stop_signal,
+                ));
                 embedded_log = Some(embedded);
             }
             LogKind::Kafka => {
@@ -172,23 +265,49 @@ impl App {
                     )?,
                 };
                 ensure_topics(&kafka).await?;
-                log = Arc::new(KafkaLog::new(&kafka)?);
+                let log_metrics = LogMetrics::register(&metrics_registry)?;
+                log = Arc::new(KafkaLog::new(&kafka)?.with_metrics(log_metrics));
                 history_log = Arc::new(KafkaLogReader::new(&kafka)?);
+                let log_check = kafka_check(&kafka, &kafka.topics().commands)?;
+                readiness_checks.push(("log".to_owned(), log_check.clone()));
+                if options.run_api {
+                    // The API's `/readyz` checks its store reads and its own appends; this adds
+                    // an active check of the broker.
+                    options.api.runtime.add_readiness_probe("kafka", log_check);
+                }
                 if options.run_projector {
-                    let config = match &options.projector {
+                    let mut config = match &options.projector {
                         Some(config) => config.clone(),
                         None => KafkaProjectorConfig::from_env(kafka.clone())?,
                     };
+                    config.metrics = ProjectorMetrics::register(&metrics_registry)?;
+                    LagMonitor::new(&config, config.metrics.clone())?
+                        .spawn(LAG_REFRESH_INTERVAL, stop_signal.clone());
                     // All-in-one: the projector hands outcomes straight to this process's hub.
                     let local_hub = options.run_api.then(|| hub.clone());
-                    projector =
-                        Some(spawn_kafka_projector(&registry, &store, config, local_hub, stop_signal));
+                    projector = Some(spawn_kafka_projector(
+                        &registry,
+                        &store,
+                        &store_metrics,
+                        config,
+                        local_hub,
+                        stop_signal,
+                    ));
                 }
                 if options.run_api && !options.run_projector {
                     outcome_listener = Some(OutcomeListener::start(&kafka, hub.clone()).await?);
                 }
+                kafka_config = Some(kafka);
             }
         }
+        let fanout = match &options.fanout {
+            Some(fanout) => {
+                let fanout = start_fanout(fanout, kafka_config.as_ref(), &store).await?;
+                metrics_registry.register(Box::new(fanout.prometheus_collector()))?;
+                Some(fanout)
+            }
+            None => None,
+        };
         let (mut server, mut port, mut base_url) = (None, None, None);
         if options.run_api {
             // Before binding: a bad certificate or key stops the start with the file's name.
@@ -204,7 +323,7 @@ impl App {
             let state = ApiState {
                 registry: registry.clone(),
                 write: WritePath::new(log, hub, OUTCOME_TIMEOUT),
-                reader: store.reader(),
+                reader: store.reader(&store_metrics),
                 auth: Arc::new(tenants.clone()),
                 config,
                 audit: Some(AuditAccess { log: history_log, admins: Arc::new(tenants.admins()?) }),
@@ -222,7 +341,21 @@ impl App {
             projector,
             stop_projector,
             outcome_listener,
+            metrics_registry,
+            readiness_checks,
+            fanout,
         })
+    }
+
+    /// Every metric of this pipeline (the API's registry, whether or not the API runs here).
+    pub fn metrics_registry(&self) -> &Registry {
+        &self.metrics_registry
+    }
+
+    /// The readiness checks of a process without the API: `store` (a position read) and, on
+    /// Kafka, `log` (a metadata request for the commands topic).
+    pub fn readiness_checks(&self) -> Vec<(String, ReadinessProbe)> {
+        self.readiness_checks.clone()
     }
 
     pub fn port(&self) -> Option<u16> {
@@ -230,11 +363,26 @@ impl App {
     }
 
     /// Runs until the server stops (Ctrl-C / SIGTERM: actix drains in-flight requests) or, for a
-    /// projector-only process, until Ctrl-C or SIGTERM; then lets the projector finish what it started and
-    /// checkpoints an embedded store.
+    /// projector-only process, until Ctrl-C or SIGTERM; then lets the projector finish what it
+    /// started, stops fanout (what it had not committed is delivered after a restart) and
+    /// checkpoints an embedded store. A fatal fanout error stops the server too and is returned
+    /// at the end.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut fanout_failure = None;
         match self.server.take() {
-            Some(server) => server.await?,
+            Some(mut server) => {
+                let handle = server.handle();
+                tokio::select! {
+                    served = &mut server => served?,
+                    failure = fanout_ended(self.fanout.as_mut()) => {
+                        tracing::error!(error = %failure, "FanoutFailed");
+                        fanout_failure = Some(failure);
+                        let stopping = handle.stop(true);
+                        server.await?;
+                        stopping.await;
+                    }
+                }
+            }
             None => {
                 let projector = self.projector.as_mut().context("nothing to run")?;
                 tokio::select! {
@@ -250,28 +398,72 @@ impl App {
         if let Some(listener) = self.outcome_listener.take() {
             listener.stop();
         }
+        if let Some(fanout) = self.fanout.take()
+            && fanout_failure.is_none()
+        {
+            fanout.stop().await?;
+        }
         if let AnyStore::Embedded(store) = &self.store {
             store.checkpoint()?;
         }
-        Ok(())
+        match fanout_failure {
+            Some(failure) => Err(failure.context("fanout failed; a restart resumes from its last commit")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts fanout on the changes topic (Kafka log), or on the store's change feed (embedded log:
+/// there is no changes topic, and the store holds every change with its log offset).
+async fn start_fanout(
+    options: &FanoutOptions,
+    kafka: Option<&KafkaConfig>,
+    store: &AnyStore,
+) -> anyhow::Result<Fanout> {
+    let config = options.config.clone();
+    let fanout = match kafka {
+        Some(kafka) => {
+            let source = KafkaChangeSource::new(kafka, &options.group_id)?;
+            Fanout::start(config, Some(kafka), Box::new(source)).await?
+        }
+        None => {
+            let db = FanoutDb::open(&config.data_dir)?;
+            let source = StoreFeedSource::new(store.writer(), db.clone(), vec![EMBEDDED_PARTITION])?;
+            Fanout::start_with_db(config, None, Box::new(source), db).await?
+        }
+    };
+    Ok(fanout)
+}
+
+/// Resolves when fanout ends on its own (never without fanout).
+async fn fanout_ended(fanout: Option<&mut Fanout>) -> anyhow::Error {
+    let Some(fanout) = fanout else { return std::future::pending().await };
+    match fanout.failed().await {
+        Err(error) => error.into(),
+        Ok(()) => anyhow::anyhow!("fanout stopped unexpectedly"),
     }
 }
 
 fn spawn_embedded_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
+    store_metrics: &StoreMetrics,
+    projector_metrics: &ProjectorMetrics,
     log: &EmbeddedLog,
     hub: &Arc<OutcomeHub>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
     let (registry, log, hub) = (registry.clone(), log.clone(), hub.clone());
+    let (store_metrics, projector_metrics) = (store_metrics.clone(), projector_metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
-            scimflow_projector::embedded::run(registry, Arc::new(store), log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, store_metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
             Ok(())
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
-            scimflow_projector::embedded::run(registry, Arc::new(store), log, hub, stop).await;
+            let store = Arc::new(MeteredStore::new(store, store_metrics));
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
             Ok(())
         }),
     }
@@ -280,17 +472,20 @@ fn spawn_embedded_projector(
 fn spawn_kafka_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
+    metrics: &StoreMetrics,
     config: KafkaProjectorConfig,
     hub: Option<Arc<OutcomeHub>>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let registry = registry.clone();
+    let (registry, metrics) = (registry.clone(), metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
-            Ok(run_kafka_projector(registry, Arc::new(store), config, hub, stop).await?)
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            Ok(run_kafka_projector(registry, store, config, hub, stop).await?)
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
-            Ok(run_kafka_projector(registry, Arc::new(store), config, hub, stop).await?)
+            let store = Arc::new(MeteredStore::new(store, metrics));
+            Ok(run_kafka_projector(registry, store, config, hub, stop).await?)
         }),
     }
 }

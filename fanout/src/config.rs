@@ -8,14 +8,15 @@
 //!
 //! [[subscriptions]]
 //! product = "billing"
-//! tenants = ["acme", "globex"]          # or "all" (the default)
+//! tenants = ["6f1c0b9e-…"]              # tenant ids (`scimflow tenant list`), or "all" (the default)
 //! resource_types = ["User"]             # default: User and Group
 //! attributes = ["userName", "active"]   # default: every attribute
 //! delivery = { kind = "kafka" }
 //!
 //! [[subscriptions]]
 //! product = "chat"
-//! delivery = { kind = "webhook", url = "https://chat.example/scim/events", secret_env = "CHAT_SET_SECRET" }
+//! delivery = { kind = "webhook", url = "https://chat.example/scim/events", secret_env = "CHAT_SET_SECRET",
+//!              ca_cert = "/etc/scimflow/chat-ca.pem" }   # ca_cert: optional, e.g. a private CA
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,7 @@ pub struct Subscription {
     pub delivery: Delivery,
 }
 
-/// `"all"` or a list of tenant ids.
+/// `"all"` or a list of tenant ids (the `tenant_id` of the changes, not tenant names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawTenants", into = "RawTenants")]
 pub enum TenantSelection {
@@ -142,6 +143,10 @@ pub struct WebhookConfig {
     /// Parallel in-order lanes; a resource always uses the same lane.
     #[serde(default = "default_lanes")]
     pub lanes: u32,
+    /// PEM file of CA certificates trusted for an `https://` url in addition to the system's
+    /// roots (a private CA, or a receiver's self-signed certificate).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl WebhookConfig {
@@ -157,6 +162,7 @@ impl WebhookConfig {
             max_backoff_ms: default_max_backoff_ms(),
             timeout_ms: default_timeout_ms(),
             lanes: default_lanes(),
+            ca_cert: None,
         }
     }
 

@@ -15,12 +15,15 @@
 
 pub mod config;
 pub mod db;
+pub mod exporter;
 pub mod filter;
 pub mod metrics;
 pub mod redeliver;
 pub mod set;
 pub mod sinks;
 pub mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use crate::config::{Delivery, FanoutConfig};
 use crate::db::{DbError, DeadLetter, FanoutDb};
@@ -169,6 +172,12 @@ impl Fanout {
         self.metrics.snapshot()
     }
 
+    /// The same counters as a Prometheus collector, to register on the registry a process
+    /// serves at `/metrics`.
+    pub fn prometheus_collector(&self) -> exporter::FanoutCollector {
+        exporter::FanoutCollector::new(self.metrics.clone())
+    }
+
     /// Events waiting in a webhook product's outbox.
     pub fn outbox_depth(&self, product: &str) -> Result<u64, FanoutError> {
         Ok(self.db.depth(product)?)
@@ -206,9 +215,21 @@ impl Fanout {
         result
     }
 
-    /// Waits for the dispatcher to end on its own (a fatal error).
-    async fn failed(&mut self) -> Result<(), FanoutError> {
-        (&mut self.dispatcher).await.map_err(|join| FanoutError::Setup(join.to_string()))?
+    /// Runs until `shutdown` turns true (then stops gracefully) or the dispatcher fails.
+    pub async fn run_until(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), FanoutError> {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => self.stop().await,
+            result = self.failed() => result,
+        }
+    }
+
+    /// Waits for the dispatcher to end on its own (a fatal error); a process hosting fanout
+    /// beside other work selects on this to stop when fanout cannot go on.
+    /// The webhook workers are stopped too (the outbox keeps what they had not delivered).
+    pub async fn failed(&mut self) -> Result<(), FanoutError> {
+        let result = (&mut self.dispatcher).await;
+        let _ = self.shutdown.send(true);
+        result.map_err(|join| FanoutError::Setup(join.to_string()))?
     }
 }
 
@@ -228,13 +249,10 @@ pub async fn run(
     config: FanoutConfig,
     kafka: Option<&KafkaConfig>,
     source: Box<dyn ChangeSource>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), FanoutError> {
-    let mut fanout = Fanout::start(config, kafka, source).await?;
-    tokio::select! {
-        _ = shutdown.wait_for(|stop| *stop) => fanout.stop().await,
-        result = fanout.failed() => result,
-    }
+    let fanout = Fanout::start(config, kafka, source).await?;
+    fanout.run_until(shutdown).await
 }
 
 async fn dispatch(

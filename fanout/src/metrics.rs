@@ -4,6 +4,7 @@
 //! Lag is measured from the change's `occurred_at` (the command's ingest time, a few
 //! milliseconds before the API answers) to the moment its delivery was acknowledged, into
 //! power-of-two millisecond buckets, so p50/p99 are known to within a factor of two.
+//! [`exporter`](crate::exporter) serves them in the Prometheus format.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     lag_buckets: [AtomicU64; LAG_BUCKETS],
     lag_max_ms: AtomicU64,
+    lag_sum_ms: AtomicU64,
 }
 
 impl Counters {
@@ -28,6 +30,14 @@ impl Counters {
         let bucket = (u64::BITS - lag_ms.leading_zeros()) as usize;
         self.lag_buckets[bucket.min(LAG_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
         self.lag_max_ms.fetch_max(lag_ms, Ordering::Relaxed);
+        self.lag_sum_ms.fetch_add(lag_ms, Ordering::Relaxed);
+    }
+
+    fn lag_histogram(&self) -> LagHistogram {
+        LagHistogram {
+            buckets: self.lag_buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)).collect(),
+            sum_ms: self.lag_sum_ms.load(Ordering::Relaxed),
+        }
     }
 
     fn snapshot(&self) -> DeliverySnapshot {
@@ -81,6 +91,14 @@ pub struct DeliverySnapshot {
     pub lag_max_ms: u64,
 }
 
+/// The raw lag buckets of one product (bucket `i` counts lags in `[2^(i-1), 2^i)` ms, the last
+/// is open-ended) and the sum of all lags, for the Prometheus exporter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LagHistogram {
+    pub buckets: Vec<u64>,
+    pub sum_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricsSnapshot {
     pub read: u64,
@@ -94,6 +112,12 @@ impl Metrics {
     pub fn product(&self, product: &str) -> Arc<Counters> {
         let mut products = self.products.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         products.entry(product.to_owned()).or_default().clone()
+    }
+
+    /// Per product, its lag buckets (see [`LagHistogram`]).
+    pub fn lag_histograms(&self) -> BTreeMap<String, LagHistogram> {
+        let products = self.products.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        products.iter().map(|(name, counters)| (name.clone(), counters.lag_histogram())).collect()
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {

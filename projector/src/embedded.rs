@@ -2,6 +2,7 @@
 //! arrives; report outcomes to the in-process hub after each commit.
 
 use crate::batch::fold_records;
+use crate::metrics::ProjectorMetrics;
 use scimflow_core::SchemaRegistry;
 use scimflow_log::OutcomeHub;
 use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
@@ -13,12 +14,14 @@ use tokio::sync::watch;
 /// Most commands folded into one store commit.
 pub const MAX_BATCH: usize = 2048;
 
-/// Runs until `shutdown` turns true, after folding everything appended before that.
+/// Runs until `shutdown` turns true, after folding everything appended before that. Reports
+/// folds and its lag behind the log into `metrics` (partition 0).
 pub async fn run<S: StoreWriter + 'static>(
     registry: Arc<SchemaRegistry>,
     store: Arc<S>,
     log: EmbeddedLog,
     hub: Arc<OutcomeHub>,
+    metrics: ProjectorMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut end = log.watch_end();
@@ -38,7 +41,10 @@ pub async fn run<S: StoreWriter + 'static>(
                 continue;
             }
         };
-        if next >= *end.borrow_and_update() {
+        let log_end = *end.borrow_and_update();
+        // One partition; the store's position plays the committed offset.
+        metrics.partition_position(EMBEDDED_PARTITION, 0, log_end as i64, Some(next as i64));
+        if next >= log_end {
             if *shutdown.borrow() {
                 return;
             }
@@ -64,6 +70,7 @@ pub async fn run<S: StoreWriter + 'static>(
         match folded {
             Ok(Ok(result)) => {
                 retry_delay = Duration::from_millis(50);
+                metrics.batch_folded(EMBEDDED_PARTITION, result.outcomes.len(), result.poison);
                 tracing::debug!(
                     outcomes = result.outcomes.len(),
                     changes = result.changes.len(),
@@ -74,6 +81,7 @@ pub async fn run<S: StoreWriter + 'static>(
                 }
             }
             Ok(Err(error)) => {
+                metrics.fold_failed(EMBEDDED_PARTITION);
                 tracing::error!(error = %error, retry_in_ms = retry_delay.as_millis() as u64, "ProjectorBatchFailed");
                 tokio::time::sleep(retry_delay).await;
                 retry_delay = (retry_delay * 2).min(Duration::from_secs(5));

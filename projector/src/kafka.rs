@@ -32,10 +32,13 @@
 //! ## Layout
 //! - [`assignment`]: the rebalance callback positioning partitions at the store's offsets.
 //! - [`worker`]: the loop: poll, fold, publish, commit; retries and recovery.
+//! - [`lag`]: [`LagMonitor`](lag::LagMonitor), the group's lag per partition for `/metrics`.
 
 pub mod assignment;
+pub mod lag;
 pub mod worker;
 
+use crate::metrics::ProjectorMetrics;
 use scimflow_core::SchemaRegistry;
 use scimflow_log::OutcomeHub;
 use scimflow_log::kafka::{KafkaConfig, KafkaSetupError, ensure_topics};
@@ -62,6 +65,9 @@ pub struct KafkaProjectorConfig {
     /// `transaction.timeout.ms`: the longest a transaction may stay open; also how long an
     /// abandoned one can stall `read_committed` readers.
     pub transaction_timeout: Duration,
+    /// Where the fold loop reports (folded commands, batch sizes, transactions); unregistered
+    /// by default, register it to serve it (see [`ProjectorMetrics::register`]).
+    pub metrics: ProjectorMetrics,
 }
 
 impl KafkaProjectorConfig {
@@ -76,6 +82,7 @@ impl KafkaProjectorConfig {
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
             max_batch: Self::DEFAULT_MAX_BATCH,
             transaction_timeout: Self::DEFAULT_TRANSACTION_TIMEOUT,
+            metrics: ProjectorMetrics::default(),
         }
     }
 

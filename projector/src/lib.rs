@@ -10,9 +10,11 @@
 //! - [`embedded`]: the loop that follows the embedded log.
 //! - [`kafka`]: the consumer-group member that follows the Kafka commands topic, publishing
 //!   changes exactly once per committed offset.
+//! - [`metrics`]: the projector's Prometheus metrics (fold rate, batch size, lag, transactions).
 
 pub mod batch;
 pub mod embedded;
 pub mod kafka;
+pub mod metrics;
 
 pub use batch::{BatchResult, fold_records};

@@ -8,6 +8,7 @@
 //! - [`port`]: the [`StoreWriter`] (projector side) and [`StoreReader`] (API side) traits.
 //! - [`embedded`]: the default adapter on redb, a proven embedded transactional database.
 //! - [`cql`]: the production adapter on ScyllaDB (tested on Apache Cassandra), same data model.
+//! - [`metered`]: [`MeteredStore`](metered::MeteredStore), any adapter with its calls timed for `/metrics`.
 //! - [`tenants`]: tenants and their bearer tokens (stored as SHA-256 hashes only).
 //! - [`admins`]: the operator's admin tokens, distinct from every tenant's (hashes only).
 //! - [`audit`]: reading a tenant's rows back in bounded pages through [`StoreReader`], for
@@ -17,6 +18,7 @@ pub mod admins;
 pub mod audit;
 pub mod cql;
 pub mod embedded;
+pub mod metered;
 pub mod port;
 pub mod tenants;
 

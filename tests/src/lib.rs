@@ -4,7 +4,8 @@
 //! keyspace, so one suite of assertions runs on every topology ([`topology_tests!`]).
 
 use scimflow::embedded::EmbeddedApp;
-use scimflow::pipeline::{App, LogKind, PipelineOptions, StoreKind};
+use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind};
+use scimflow_fanout::config::{FanoutConfig, Subscription};
 use scimflow_ingest_api::ApiConfig;
 use scimflow_log::kafka::KafkaConfig;
 use scimflow_projector::kafka::KafkaProjectorConfig;
@@ -62,6 +63,7 @@ pub async fn spawn_app_on(topology: Topology) -> Option<TestApp> {
         projector: Some(projector),
         cql,
         tls: None,
+        fanout: None,
     };
     let app = App::build(options).await.expect("pipeline starts on real services");
     let now = chrono::Utc::now().timestamp_millis();
@@ -251,6 +253,41 @@ impl FreshServices {
             projector: self.projector.clone(),
             cql: self.cql.clone(),
             tls: None,
+            fanout: None,
+        }
+    }
+}
+
+impl FreshServices {
+    /// In-process fanout (`serve --fanout-config`) for this run: its database under `data_dir`,
+    /// its own consumer group (`<projector group>-fanout`), topics with 3 partitions.
+    pub fn fanout(&self, data_dir: &std::path::Path, subscriptions: Vec<Subscription>) -> FanoutOptions {
+        let mut config = FanoutConfig::new(data_dir.join("fanout"));
+        config.topic_partitions = 3;
+        config.subscriptions = subscriptions;
+        let group_id = match &self.projector {
+            Some(projector) => format!("{}-fanout", projector.group_id),
+            None => format!("scimflow-fanout-{}", self.run),
+        };
+        FanoutOptions { config, group_id }
+    }
+
+    /// Deletes the run's topics: commands, outcomes, changes and `<prefix><suffix>` for each of
+    /// `suffixes` (e.g. `product.billing`). Best effort: a failure is printed, not raised.
+    pub async fn delete_topics(&self, suffixes: &[&str]) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let Some(kafka) = &self.kafka else { return };
+        let Ok(admin) =
+            kafka.client_config(&[]).create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+        else {
+            return;
+        };
+        let topics = kafka.topics();
+        let mut names = vec![topics.commands, topics.outcomes, topics.changes];
+        names.extend(suffixes.iter().map(|suffix| format!("{}{suffix}", kafka.topic_prefix)));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
+            eprintln!("could not delete the run's topics: {error}");
         }
     }
 }

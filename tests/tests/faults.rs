@@ -857,6 +857,8 @@ async fn kill_9_of_a_projector_process_mid_batch_loses_and_duplicates_nothing() 
         // The killed member leaves the group after 6 s (the broker's minimum) instead of 45 s.
         ("SCIMFLOW_KAFKA_CLIENT_SESSION_TIMEOUT_MS".into(), "6000".into()),
         ("SCIMFLOW_STORE".into(), "cql".into()),
+        // Any free port for the projector's /metrics: the default one may be taken on this host.
+        ("SCIMFLOW_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "info".into()),
         ("SCIMFLOW_LOG_FORMAT".into(), "json".into()),
     ];

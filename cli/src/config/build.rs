@@ -114,6 +114,8 @@ impl Settings {
             projector: kafka_configured.then(|| self.projector_config()),
             cql: if cql_configured { Some(self.cql_config()?) } else { None },
             tls: tls_files(&self.tls),
+            // Only `serve` runs fanout in the process; it sets this itself.
+            fanout: None,
         })
     }
 }

@@ -244,7 +244,7 @@ impl Default for ProjectorSettings {
     }
 }
 
-/// `scimflow fanout`.
+/// `scimflow fanout`, and fanout inside `scimflow serve` when `subscriptions` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FanoutSettings {

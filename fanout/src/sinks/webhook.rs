@@ -13,7 +13,7 @@
 //! - anything else (connection refused, timeout, 5xx, 401/403/404/429, ...): retried with
 //!   exponential backoff and jitter; after `max_attempts` (0 = never) it is dead-lettered.
 
-use crate::config::WebhookConfig;
+use crate::config::{ConfigError, WebhookConfig};
 use crate::db::{DeadLetter, FanoutDb};
 use crate::metrics::Counters;
 use crate::set::SetSigner;
@@ -51,7 +51,7 @@ impl WebhookSubscriber {
         config: WebhookConfig,
         issuer: &str,
         counters: Arc<Counters>,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, ConfigError> {
         let secret = config.resolve_secret()?;
         let signer = SetSigner {
             issuer: issuer.to_owned(),
@@ -59,13 +59,7 @@ impl WebhookSubscriber {
             key_id: config.key_id.clone(),
             secret,
         };
-        // One client per subscriber: connection pools are not shared, so one subscriber's
-        // stuck connections never take a slot another needs.
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout())
-            .connect_timeout(config.timeout().min(Duration::from_secs(5)))
-            .build()
-            .map_err(|error| crate::config::ConfigError::Invalid(format!("webhook {product}: {error}")))?;
+        let client = http_client(product, &config)?;
         let wake = (0..config.lanes).map(|_| Arc::new(Notify::new())).collect();
         Ok(WebhookSubscriber { product: product.to_owned(), config, signer, client, wake, counters })
     }
@@ -100,6 +94,31 @@ impl WebhookSubscriber {
             Err(error) => Attempt::Failed(error.to_string()),
         }
     }
+}
+
+/// One client per subscriber: connection pools are not shared, so one subscriber's stuck
+/// connections never take a slot another needs. `https://` is verified against the system's
+/// roots plus the subscription's `ca_cert`.
+fn http_client(product: &str, config: &WebhookConfig) -> Result<reqwest::Client, ConfigError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout())
+        .connect_timeout(config.timeout().min(Duration::from_secs(5)));
+    if let Some(path) = &config.ca_cert {
+        let pem = std::fs::read(path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+            ConfigError::Invalid(format!("webhook {product}: ca_cert {}: {error}", path.display()))
+        })?;
+        if roots.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "webhook {product}: ca_cert {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder.build().map_err(|error| ConfigError::Invalid(format!("webhook {product}: {error}")))
 }
 
 pub fn lane_of(envelope: &pb::ChangeEnvelope, lanes: u32) -> u32 {

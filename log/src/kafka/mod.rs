@@ -19,6 +19,8 @@
 //! - [`topics`]: create the topics at start, or verify the existing ones ([`ensure_topics`]).
 //! - [`producer`]: [`KafkaLog`], the idempotent `acks=all` producer implementing [`CommandLog`].
 //! - [`outcomes`]: [`OutcomePublisher`] and [`OutcomeListener`].
+//! - [`metrics`]: [`LogMetrics`], produce latency per topic for `/metrics`.
+//! - [`probe`]: [`KafkaProbe`], the readiness check of the log (a metadata request).
 //! - [`reader`]: [`KafkaLogReader`], reading the commands topic back for replay and history.
 //!
 //! See `docs/kafka.md` for the guarantees and how to operate it.
@@ -27,13 +29,17 @@
 
 pub mod config;
 pub mod context;
+pub mod metrics;
 pub mod outcomes;
+pub mod probe;
 pub mod producer;
 pub mod reader;
 pub mod topics;
 
 pub use config::{KafkaConfig, KafkaSetupError, TopicNames};
+pub use metrics::LogMetrics;
 pub use outcomes::{OutcomeListener, OutcomePublisher};
+pub use probe::KafkaProbe;
 pub use producer::KafkaLog;
 pub use reader::KafkaLogReader;
 pub use topics::ensure_topics;

@@ -11,6 +11,7 @@
 
 use super::config::{KafkaConfig, KafkaSetupError, millis};
 use super::context::TracingContext;
+use super::metrics::{LogMetrics, ProduceResult};
 use crate::port::{Appended, CommandLog, LogError};
 use async_trait::async_trait;
 use rdkafka::error::KafkaError;
@@ -42,6 +43,7 @@ pub struct KafkaLog {
     producer: RwLock<FutureProducer<TracingContext>>,
     config: KafkaConfig,
     topic: String,
+    metrics: LogMetrics,
 }
 
 impl KafkaLog {
@@ -51,7 +53,14 @@ impl KafkaLog {
             producer: RwLock::new(create_producer(config)?),
             config: config.clone(),
             topic: config.topics().commands,
+            metrics: LogMetrics::default(),
         })
+    }
+
+    /// Reports produce latency into `metrics` (registered by the caller) from now on.
+    pub fn with_metrics(mut self, metrics: LogMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn topic(&self) -> &str {
@@ -124,7 +133,14 @@ impl CommandLog for KafkaLog {
         // `message.timeout.ms` normally answers first; this bounds the wait for a full local
         // queue and librdkafka's timeout scan (which runs about once a second).
         let delivery = tokio::time::timeout(deadline, producer.send(record, Timeout::After(deadline))).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let result = match &delivery {
+            Ok(Ok(_)) => ProduceResult::Acked,
+            Ok(Err(_)) => ProduceResult::Failed,
+            Err(_) => ProduceResult::Timeout,
+        };
+        self.metrics.observe_produce(&self.topic, result, elapsed);
         match delivery {
             Ok(Ok(delivered)) => {
                 tracing::debug!(

@@ -14,6 +14,7 @@ use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
 use crate::batch::{BatchResult, fold_records};
+use crate::metrics::TransactionResult;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -493,6 +494,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                         poison = result.poison,
                         "EventsProjected"
                     );
+                    self.config.metrics.batch_folded(partition, result.outcomes.len(), result.poison);
                     state.pending.clear();
                     state.retry.succeeded();
                     let was_paused = state.paused;
@@ -513,6 +515,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                     }
                 }
                 Err(error) => {
+                    self.config.metrics.fold_failed(partition);
                     let delay = state.retry.failed();
                     let pending = state.pending.len();
                     tracing::error!(
@@ -599,13 +602,21 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 }
             }
         };
-        match attempt() {
+        let started = Instant::now();
+        let result = match attempt() {
             Ok(count) => {
                 tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
                 Ok(())
             }
             Err(error) => Err(self.abort_after(error)),
-        }
+        };
+        let ended = match &result {
+            Ok(()) => TransactionResult::Committed,
+            Err(TransactionFailure::Aborted(_)) => TransactionResult::Aborted,
+            Err(TransactionFailure::Fatal(_)) => TransactionResult::Fatal,
+        };
+        self.config.metrics.transaction_ended(ended, started.elapsed());
+        result
     }
 
     /// Waits until every change sent is acknowledged (or `timeout` passes). rdkafka's

@@ -3,6 +3,8 @@
 //!
 //! - `writes`: acknowledged writes per second and latency with N concurrent clients, and where the
 //!   time goes (produce, projector rounds) as far as the pipeline's own events tell.
+//! - `fanout-lag`: with fanout in the pipeline, the lag from a write's 2xx to its delivery to a
+//!   webhook and (on Kafka) a product topic, at a steady rate ([`fanout_lag`]).
 //! - `membership`: a group grown to each size (default 1k, 100k, 1M members); PATCH add/remove of
 //!   one member, and `GET ?excludedAttributes=members`, latency at each size, and the RSS of this
 //!   process (API + projector) and of the Kafka / Cassandra JVMs. `--page-all` also pages every
@@ -22,6 +24,10 @@
 //! 1000 per PATCH command, at most 100 commands (100,000 members) per step, so no single
 //! projector batch is larger than that. Everything measured goes through HTTP. Results print as
 //! a table and, with `--json`, as JSON.
+
+// A directory of its own: a file beside this one would be taken for another binary.
+#[path = "scimflow_bench/fanout_lag.rs"]
+mod fanout_lag;
 
 use clap::{Parser, Subcommand};
 use futures_util::future::join_all;
@@ -78,6 +84,14 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         clients: usize,
         #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Lag from the 2xx to fanout's delivery (webhook; product topic on Kafka) at a steady rate.
+    FanoutLag {
+        /// Writes per second (`POST /Users`, open loop).
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
     /// PATCH latency and RSS as one group grows.
@@ -256,7 +270,12 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn start(log: LogKind, store: StoreKind, kafka_settings: &[(String, String)]) -> Harness {
+async fn start(
+    log: LogKind,
+    store: StoreKind,
+    kafka_settings: &[(String, String)],
+    fanout: Option<Vec<scimflow_fanout::config::Subscription>>,
+) -> Harness {
     let mut fresh = FreshServices::from_env("bench", log == LogKind::Kafka, store == StoreKind::Cql)
         .unwrap_or_else(|why| panic!("--log {log:?} --store {store:?} {why}"));
     if let (Some(kafka), Some(projector)) = (fresh.kafka.as_mut(), fresh.projector.as_mut()) {
@@ -264,7 +283,9 @@ async fn start(log: LogKind, store: StoreKind, kafka_settings: &[(String, String
         projector.kafka = kafka.clone();
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = App::build(fresh.options(dir.path(), log, store)).await.expect("app");
+    let mut options = fresh.options(dir.path(), log, store);
+    options.fanout = fanout.map(|subscriptions| fresh.fanout(dir.path(), subscriptions));
+    let app = App::build(options).await.expect("app");
     let (tenant, token) = app.tenants.create("bench", 0).expect("tenant");
     let seed_log: Arc<dyn CommandLog> = match log {
         LogKind::Embedded => Arc::new(app.embedded_log.clone().expect("embedded log")),
@@ -381,16 +402,8 @@ impl Harness {
             );
             return;
         }
-        if let Some(kafka) = &self.fresh.kafka {
-            use rdkafka::admin::{AdminClient, AdminOptions};
-            let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-                kafka.client_config(&[]).create().expect("admin client");
-            let topics = kafka.topics();
-            let names = [topics.commands.as_str(), topics.outcomes.as_str(), topics.changes.as_str()];
-            if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
-                eprintln!("could not delete the run's topics: {error}");
-            }
-        }
+        // With the topics fanout creates, if this run had fanout (absent ones are skipped).
+        self.fresh.delete_topics(&fanout_lag::FANOUT_TOPICS).await;
         if let Some(cql) = &self.fresh.cql {
             match scimflow_store::cql::CqlStore::connect(cql.clone()).await {
                 Ok(store) => {
@@ -675,8 +688,17 @@ async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usiz
 async fn main() {
     init_tracing();
     let cli = Cli::parse();
-    let harness = start(cli.log, cli.store, &cli.kafka_settings).await;
+    let receiver = match cli.mode {
+        Mode::FanoutLag { .. } => Some(fanout_lag::Receiver::start().await),
+        _ => None,
+    };
+    let subscriptions = receiver.as_ref().map(|receiver| receiver.subscriptions(cli.log));
+    let harness = start(cli.log, cli.store, &cli.kafka_settings, subscriptions).await;
     let report = match cli.mode {
+        Mode::FanoutLag { rate, seconds } => {
+            let receiver = receiver.as_ref().expect("started for this mode");
+            fanout_lag::bench_fanout_lag(&harness, receiver, rate, seconds).await
+        }
         Mode::Writes { clients, seconds } => bench_writes(&harness, clients, seconds).await,
         Mode::Membership { sizes, iterations, page_all } => {
             bench_membership(&harness, sizes, iterations, page_all).await
