@@ -117,6 +117,8 @@ BREAKAGES=(
   "deploy/compose/compose.yaml|      migrate:|      migrator:|depends on undefined service"
   "deploy/compose/compose.yaml|    command: [\"projector\"]|    command: [\"project\"]|subcommand"
   "deploy/compose/prometheus/prometheus.yml|  scrape_interval: 15s|  scrape_interval: 15 seconds|promtool"
+  "deploy/compose/prometheus/prometheus.yml|projector:9464|projector:9465|serves /metrics"
+  "deploy/k8s/fanout.yaml|              containerPort: 9465|              containerPort: 9464|SCIMFLOW_METRICS_LISTEN"
   "deploy/compose/grafana/dashboards/scimflow.json|scimflow_api_in_flight_requests|scimflow_api_inflight_requests|not registered"
   "deploy/compose/grafana/dashboards/scimflow.json|sum by (tenant_class, reason)|sum by (tenant, reason)|labels"
   "deploy/compose/otel/collector.yaml|      exporters: [otlp/jaeger]|      exporters: [otlp/tempo]|pipeline traces"
@@ -124,8 +126,15 @@ BREAKAGES=(
   "Dockerfile|COPY simulator simulator||workspace member"
   ".dockerignore|fuzz|fuzz\n**/benches|every target file"
   "deploy/compose/fanout.toml|product = \"directory\"|produkt = \"directory\"|fanout accepts"
-  "deploy/compose/compose.yaml|    stop_signal: SIGINT|    stop_signal: SIGTERM|stopped with SIGINT"
-  "deploy/k8s/fanout.yaml|kill -INT 1|kill -TERM 1|preStop"
+  "deploy/compose/grafana/dashboards/scimflow.json|scimflow_projector_consumer_lag|scimflow_projector_lag|not registered"
+  "deploy/compose/grafana/dashboards/scimflow.json|sum by (product) (rate(scimflow_fanout_delivered_total|sum by (topic) (rate(scimflow_fanout_delivered_total|labels"
+  "deploy/compose/grafana/dashboards/scimflow.json|max by (partition) (scimflow_projector_consumer_lag)|max by (topic) (scimflow_projector_consumer_lag)|labels"
+  "deploy/compose/grafana/dashboards/scimflow.json|rate(scimflow_fanout_retries_total[|rate(scimflow_fanout_retries_total_bucket[|not a histogram"
+  "deploy/compose/compose.yaml|    stop_grace_period: 60s|    stop_grace_period: 60s\n    stop_signal: SIGINT|stopped with SIGTERM"
+  "deploy/compose/compose.yaml|    stop_grace_period: 30s|    stop_grace_period: 5s|stop_grace_period"
+  "deploy/k8s/fanout.yaml|          resources:|          lifecycle:\n            preStop:\n              exec:\n                command: [\"bash\", \"-c\", \"kill -INT 1\"]\n          resources:|preStop"
+  "deploy/k8s/projector.yaml|      terminationGracePeriodSeconds: 60|      terminationGracePeriodSeconds: 20|terminationGracePeriodSeconds"
+  "cli/src/shutdown.rs|signal(SignalKind::terminate())|signal(SignalKind::hangup())|SignalKind::terminate"
 )
 caught=0
 missed=0

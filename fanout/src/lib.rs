@@ -18,6 +18,7 @@ pub mod db;
 pub mod exporter;
 pub mod filter;
 pub mod metrics;
+pub mod redeliver;
 pub mod set;
 pub mod sinks;
 pub mod source;

@@ -12,14 +12,18 @@
 //!   and fanout.
 //! - [`embedded`]: the default single-partition log on redb with group commit.
 //! - [`kafka`]: Apache Kafka as the production log (commands, outcomes and changes topics).
+//! - [`scan`]: fold any [`LogReader`] again into per-tenant states (replay, verify, history).
+//! - [`history`]: a resource's change history and a tenant's state at an instant, from the log.
 
 pub mod embedded;
+pub mod history;
 pub mod kafka;
 pub mod outcome;
 pub mod port;
+pub mod scan;
 pub mod submit;
 pub mod trace_context;
 
 pub use outcome::{Outcome, OutcomeHub};
-pub use port::{Appended, CommandLog, LogError, LogRecord};
+pub use port::{Appended, CommandLog, LogError, LogReader, LogRecord};
 pub use submit::{SubmitError, WritePath};

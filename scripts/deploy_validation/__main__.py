@@ -14,8 +14,11 @@ What is checked, and against what:
 - Compose: the compose-spec JSON schema (check-jsonschema's vendored copy), then references
   (depends_on, mounted files, healthchecks).
 - Both: every scimflow subcommand and SCIMFLOW_* variable they use exists in the Rust
-  sources; the projector's autoscaling matches the topic, group and partition count.
-- Prometheus: `promtool check config`; scrape targets are compose services.
+  sources; the projector's autoscaling matches the topic, group and partition count; the
+  projector and fanout are stopped with SIGTERM, which cli/src/shutdown.rs handles, and get
+  enough grace; their metrics port is the one SCIMFLOW_METRICS_LISTEN binds.
+- Prometheus: `promtool check config`; scrape targets are compose services, at the address
+  each scimflow service serves /metrics on.
 - Grafana: the dashboard is JSON, every metric a query names is registered by the Rust code,
   with the labels the code gives it.
 - OpenTelemetry collector: every component a pipeline names is defined; the OTLP port matches

@@ -3,11 +3,12 @@ references between services and to scimflow."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
-from .code import SIGINT_ROLES, Code
+from .code import MIN_STOP_GRACE_SECONDS, SHUTDOWN_ROLES, SHUTDOWN_SOURCE, Code
 from .report import Report, run, tool
 
 
@@ -64,12 +65,8 @@ def validate_compose(root: Path, code: Code, report: Report) -> None:
             command = service.get("command") or ["serve"]
             if command[0] not in code.subcommands:
                 problems.append(f"scimflow subcommand {command[0]!r}")
-            if command[0] in SIGINT_ROLES:
-                report.check(
-                    service.get("stop_signal") == "SIGINT",
-                    f"service {name} ({command[0]}) is stopped with SIGINT",
-                    f"stop_signal is {service.get('stop_signal', 'SIGTERM (default)')}",
-                )
+            if command[0] in SHUTDOWN_ROLES:
+                check_graceful_stop(name, command[0], service, code, report)
         report.check(not problems, f"service {name}: references resolve", "unknown " + ", ".join(problems))
     build = next((s["build"] for s in services.values() if "build" in s), None)
     if build:
@@ -84,3 +81,32 @@ def validate_compose(root: Path, code: Code, report: Report) -> None:
     report.check(
         "/readyz" in health or "/healthz" in health, "ingest-api has a /readyz or /healthz healthcheck"
     )
+
+
+def check_graceful_stop(name: str, role: str, service: dict, code: Code, report: Report) -> None:
+    """Compose stops a container with SIGTERM, then SIGKILL after stop_grace_period (10 s by
+    default). The projector and fanout stop gracefully on SIGTERM (cli/src/shutdown.rs), so
+    the default signal is right; they need the grace to finish the work in flight."""
+    signal = str(service.get("stop_signal", "SIGTERM")).upper()
+    report.check(
+        signal in ("SIGTERM", "TERM", "15") and code.stops_on_sigterm,
+        f"service {name} ({role}) is stopped with SIGTERM, which {SHUTDOWN_SOURCE} handles",
+        f"stop_signal is {signal}"
+        if code.stops_on_sigterm
+        else f"{SHUTDOWN_SOURCE} does not listen for SignalKind::terminate()",
+    )
+    grace = duration_seconds(service.get("stop_grace_period", "10s"))
+    report.check(
+        grace is not None and grace >= MIN_STOP_GRACE_SECONDS[role],
+        f"service {name} ({role}) has a stop_grace_period of at least {MIN_STOP_GRACE_SECONDS[role]}s",
+        f"stop_grace_period is {service.get('stop_grace_period', '10s (default)')}",
+    )
+
+
+def duration_seconds(value: object) -> float | None:
+    """A compose duration (`90s`, `1m30s`, `500ms`) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(value))
+    if not parts or "".join(n + u for n, u in parts) != str(value):
+        return None
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+    return sum(float(number) * scale[unit] for number, unit in parts)

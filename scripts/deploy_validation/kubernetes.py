@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .code import SIGINT_ROLES, Code
+from .code import MIN_STOP_GRACE_SECONDS, SHUTDOWN_ROLES, SHUTDOWN_SOURCE, Code
 from .report import Report, load_yaml_documents, run, tool
 
 K8S_VERSION = os.environ.get("SCIMFLOW_K8S_VERSION", "1.33.0")
@@ -193,19 +193,14 @@ def check_references(objects: list[dict], templates: list[dict], code: Code, rep
             for env in container.get("env", []):
                 if env["name"].startswith("SCIMFLOW_") and not code.knows_env(env["name"]):
                     problems.append(f"variable {env['name']} (not read by scimflow)")
+                if env["name"] == "SCIMFLOW_METRICS_LISTEN":
+                    check_metrics_port(name, container, env.get("value", ""), report)
             if container.get("image", "").split(":")[0].endswith("scimflow") and "args" in container:
                 subcommand = container["args"][0]
                 if subcommand not in code.subcommands:
                     problems.append(f"scimflow subcommand {subcommand!r}")
-                if subcommand in SIGINT_ROLES:
-                    hook = (
-                        container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
-                    )
-                    report.check(
-                        "kill -INT 1" in " ".join(hook),
-                        f"{name} ({subcommand}) gets SIGINT from a preStop hook",
-                        f"preStop is {hook or 'missing'}: SIGTERM alone would not stop it gracefully",
-                    )
+                if subcommand in SHUTDOWN_ROLES:
+                    check_graceful_stop(name, subcommand, spec, container, code, report)
         report.check(not problems, f"{name}: references resolve", "unknown " + ", ".join(problems))
 
     def template_labels(kind: str, name: str) -> dict | None:
@@ -242,6 +237,45 @@ def check_references(objects: list[dict], templates: list[dict], code: Code, rep
             )
         if kind == "ScaledObject":
             check_projector_scaling(obj, env_config, report)
+
+
+def check_metrics_port(name: str, container: dict, listen: str, report: Report) -> None:
+    """The probes and the Service reach /metrics, /healthz and /readyz through the container
+    port named `metrics`: it must be the port SCIMFLOW_METRICS_LISTEN binds, on all interfaces
+    (the default 127.0.0.1 answers nothing from outside the pod)."""
+    host, _, port = listen.rpartition(":")
+    declared = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    report.check(
+        host == "0.0.0.0" and port.isdigit() and declared.get("metrics") == int(port),
+        f"{name}: container port `metrics` is where SCIMFLOW_METRICS_LISTEN ({listen}) listens",
+        f"container port metrics is {declared.get('metrics')}",
+    )
+
+
+def check_graceful_stop(
+    name: str, role: str, spec: dict, container: dict, code: Code, report: Report
+) -> None:
+    """The kubelet stops a container with SIGTERM, then SIGKILL after
+    terminationGracePeriodSeconds (30 by default). The projector and fanout stop gracefully on
+    SIGTERM (cli/src/shutdown.rs): no preStop hook has to send them another signal."""
+    report.check(
+        code.stops_on_sigterm,
+        f"{name} ({role}) stops on the kubelet's SIGTERM: {SHUTDOWN_SOURCE} handles it",
+        f"{SHUTDOWN_SOURCE} does not listen for SignalKind::terminate()",
+    )
+    hook = container.get("lifecycle", {}).get("preStop", {})
+    command = " ".join(hook.get("exec", {}).get("command", []))
+    report.check(
+        not re.search(r"\bkill\b", command),
+        f"{name} ({role}) has no preStop hook that signals the process itself",
+        f"preStop runs {command!r}: the kubelet's SIGTERM already stops it gracefully",
+    )
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    report.check(
+        grace >= MIN_STOP_GRACE_SECONDS[role],
+        f"{name} ({role}) has terminationGracePeriodSeconds >= {MIN_STOP_GRACE_SECONDS[role]}",
+        f"terminationGracePeriodSeconds is {grace}",
+    )
 
 
 def check_projector_scaling(obj: dict, env: dict, report: Report) -> None:

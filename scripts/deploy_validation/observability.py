@@ -24,16 +24,34 @@ def validate_prometheus(root: Path, report: Report) -> None:
         "promtool check config prometheus.yml",
         (result.stdout + result.stderr).strip(),
     )
-    services = set(yaml.safe_load((root / "deploy/compose/compose.yaml").read_text())["services"])
+    compose = yaml.safe_load((root / "deploy/compose/compose.yaml").read_text())
+    services = set(compose["services"])
     config = yaml.safe_load(config_file.read_text())
     for job in config.get("scrape_configs", []):
-        hosts = {t.split(":")[0] for sc in job.get("static_configs", []) for t in sc.get("targets", [])}
+        targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+        hosts = {t.split(":")[0] for t in targets}
         unknown = hosts - services - {"localhost"}
         report.check(
             not unknown,
             f"scrape job {job['job_name']} targets compose services",
             f"unknown hosts {sorted(unknown)}",
         )
+        for target in targets:
+            host, _, port = target.partition(":")
+            listens = scimflow_listeners(compose["services"].get(host, {}))
+            if listens:
+                report.check(
+                    any(address.rsplit(":", 1) == ["0.0.0.0", port] for address in listens),
+                    f"scrape target {target} is where {host} serves /metrics to other containers",
+                    f"{host} listens on {', '.join(listens)}",
+                )
+
+
+def scimflow_listeners(service: dict) -> list[str]:
+    """Where a compose scimflow service serves /metrics: the API on SCIMFLOW_LISTEN, the
+    projector and fanout on SCIMFLOW_METRICS_LISTEN."""
+    environment = service.get("environment") or {}
+    return [str(environment[k]) for k in ("SCIMFLOW_LISTEN", "SCIMFLOW_METRICS_LISTEN") if k in environment]
 
 
 def validate_grafana(root: Path, code: Code, report: Report) -> None:
