@@ -14,9 +14,11 @@
 //! - [`fanout_cmd`]: `scimflow fanout`, fanout with its metrics server.
 //! - [`ops`]: `scimflow replay|verify|history`, operating from the command log.
 //! - [`tenant_cmd`]: `scimflow tenant create|list|revoke|rotate`.
+//! - [`admin_cmd`]: `scimflow admin token create|list|revoke` (credentials of `/admin`).
 //! - [`telemetry`]: structured logging setup.
 //! - [`shutdown`]: Ctrl-C / SIGTERM for processes without the API.
 
+pub mod admin_cmd;
 pub mod config;
 pub mod embedded;
 pub mod fanout_cmd;

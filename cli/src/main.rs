@@ -152,16 +152,23 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Rebuild the projection by folding the embedded command log (resumable; docs/operations.md).
+    /// Rebuild the projection by folding the command log (resumable; docs/operations.md).
     Replay(scimflow::ops::replay::ReplayArgs),
     /// Compare the store with the command log, name drifted rows, `--repair` them.
     Verify(scimflow::ops::verify::VerifyArgs),
     /// The change history of a User or Group from the command log, or its state `--at` an instant.
     History(scimflow::ops::history::HistoryArgs),
+    /// Re-send one product subscription the changes of a tenant and a time range.
+    Redeliver(scimflow::ops::redeliver::RedeliverArgs),
     /// Manage tenants and their tokens.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage the operator's admin tokens (the `/admin` history endpoints).
+    Admin {
+        #[command(subcommand)]
+        command: scimflow::admin_cmd::AdminCommand,
     },
 }
 
@@ -175,7 +182,30 @@ fn load_settings(file: Option<&Path>, flags: &Overrides) -> anyhow::Result<Setti
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     scimflow_ingest_api::tls::install_default_crypto_provider();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    scimflow::telemetry::set_service_name(command.service_name());
+    let result = run(command).await;
+    // Exports the spans still buffered (a no-op when traces are off).
+    scimflow::telemetry::shutdown().await;
+    result
+}
+
+impl Command {
+    /// The service name of this process in traces.
+    fn service_name(&self) -> &'static str {
+        use scimflow::telemetry::*;
+        match self {
+            Command::Serve { .. } => SERVE_SERVICE,
+            Command::IngestApi { .. } => INGEST_API_SERVICE,
+            Command::Projector { .. } => PROJECTOR_SERVICE,
+            Command::Fanout { .. } => FANOUT_SERVICE,
+            _ => CLI_SERVICE,
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve { listen, log, fanout_config, common } => {
             let overrides = Overrides { fanout_subscriptions: fanout_config, ..listen.overrides(log) };
             let settings = common.settings(overrides)?;
@@ -222,9 +252,18 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 Command::Config { command } => scimflow::config::check::run(command),
                 Command::Tenant { command } => tenant_cmd::run(command),
-                Command::Replay(args) => scimflow::ops::replay::command(args),
-                Command::Verify(args) => scimflow::ops::verify::command(args),
-                Command::History(args) => scimflow::ops::history::command(args),
+                Command::Admin { command } => scimflow::admin_cmd::run(command),
+                // Blocking tools: a blocking thread, from which the CQL driver's runtime is reachable.
+                Command::Replay(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::replay::command(args)).await?
+                }
+                Command::Verify(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::verify::command(args)).await?
+                }
+                Command::History(args) => {
+                    tokio::task::spawn_blocking(|| scimflow::ops::history::command(args)).await?
+                }
+                Command::Redeliver(args) => scimflow::ops::redeliver::command(args).await,
                 _ => unreachable!("pipeline commands are matched above"),
             }
         }

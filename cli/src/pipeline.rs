@@ -33,11 +33,14 @@ use scimflow_fanout::db::FanoutDb;
 use scimflow_fanout::source::{KafkaChangeSource, StoreFeedSource};
 use scimflow_ingest_api::runtime::{ApiRuntime, ReadinessProbe};
 use scimflow_ingest_api::startup::build_server_with_tls;
+use scimflow_ingest_api::state::AuditAccess;
 use scimflow_ingest_api::tls::{TlsFiles, server_config};
 use scimflow_ingest_api::{ApiConfig, ApiState};
 use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
-use scimflow_log::kafka::{KafkaConfig, KafkaLog, LogMetrics, OutcomeListener, ensure_topics};
-use scimflow_log::{CommandLog, OutcomeHub, WritePath};
+use scimflow_log::kafka::{
+    KafkaConfig, KafkaLog, KafkaLogReader, LogMetrics, OutcomeListener, ensure_topics,
+};
+use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
 use scimflow_projector::kafka::lag::LagMonitor;
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
 use scimflow_projector::metrics::ProjectorMetrics;
@@ -230,6 +233,8 @@ impl App {
         let mut outcome_listener = None;
         let mut kafka_config = None;
         let log: Arc<dyn CommandLog>;
+        // What the API's history endpoints read the commands from.
+        let history_log: Arc<dyn LogReader>;
         let mut projector = None;
         match options.log {
             LogKind::Embedded => {
@@ -239,6 +244,7 @@ impl App {
                 );
                 let embedded = EmbeddedLog::open(&options.data_dir.join("log.redb"))?;
                 log = Arc::new(embedded.clone());
+                history_log = Arc::new(embedded.clone());
                 let projector_metrics = ProjectorMetrics::register(&metrics_registry)?;
                 projector = Some(spawn_embedded_projector(
                     &registry,
@@ -261,6 +267,7 @@ impl App {
                 ensure_topics(&kafka).await?;
                 let log_metrics = LogMetrics::register(&metrics_registry)?;
                 log = Arc::new(KafkaLog::new(&kafka)?.with_metrics(log_metrics));
+                history_log = Arc::new(KafkaLogReader::new(&kafka)?);
                 let log_check = kafka_check(&kafka, &kafka.topics().commands)?;
                 readiness_checks.push(("log".to_owned(), log_check.clone()));
                 if options.run_api {
@@ -319,6 +326,7 @@ impl App {
                 reader: store.reader(&store_metrics),
                 auth: Arc::new(tenants.clone()),
                 config,
+                audit: Some(AuditAccess { log: history_log, admins: Arc::new(tenants.admins()?) }),
             };
             server = Some(build_server_with_tls(listener, state, tls)?);
             port = Some(bound);

@@ -78,6 +78,8 @@ impl Change {
             resource_version: self.version,
             occurred_at_unix_ms: self.occurred_at_ms,
             correlation_id: correlation_id.to_owned(),
+            // Set by the projector from its span; the domain knows nothing of tracing.
+            traceparent: String::new(),
             change: Some(change),
         }
     }

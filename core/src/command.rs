@@ -43,6 +43,8 @@ pub struct CommandMetadata {
     pub causation_id: String,
     pub correlation_id: String,
     pub actor: String,
+    /// W3C `traceparent` of the span that appended the command; empty when tracing is off.
+    pub traceparent: String,
     pub raw_method: String,
     pub raw_path: String,
     pub raw_body: Vec<u8>,
@@ -106,6 +108,7 @@ impl Command {
             }),
             if_match: self.if_match.clone().unwrap_or_default(),
             actor: self.metadata.actor.clone(),
+            traceparent: self.metadata.traceparent.clone(),
             command: Some(command),
         }
     }
@@ -156,6 +159,7 @@ impl Command {
                 causation_id: envelope.causation_id,
                 correlation_id: envelope.correlation_id,
                 actor: envelope.actor,
+                traceparent: envelope.traceparent,
                 raw_method: raw.method,
                 raw_path: raw.path,
                 raw_body: raw.body,
@@ -196,4 +200,28 @@ fn operation_from_proto(operation: &pb::PatchOperation) -> ScimResult<PatchOpera
     };
     let value = if operation.value_json.is_empty() { None } else { Some(parse_json(&operation.value_json)?) };
     Ok(PatchOperation { op, raw_path, path, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_context_survives_the_envelope() {
+        let command = Command {
+            event_id: "e-1".into(),
+            tenant_id: "acme".into(),
+            kind: ResourceKind::User,
+            resource_id: "u-1".into(),
+            issued_at_ms: 1,
+            if_match: None,
+            action: Action::Delete,
+            metadata: CommandMetadata {
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                ..CommandMetadata::default()
+            },
+        };
+        let decoded = Command::decode(&command.encode()).unwrap();
+        assert_eq!(decoded.metadata.traceparent, command.metadata.traceparent);
+    }
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod exporter;
 pub mod filter;
 pub mod metrics;
+pub mod redeliver;
 pub mod set;
 pub mod sinks;
 pub mod source;
@@ -286,6 +287,8 @@ async fn dispatch(
             continue;
         }
         let mut deliveries = Vec::new();
+        // Delivery spans end once the sinks have the batch (acknowledged or in the outbox).
+        let mut delivery_spans = Vec::new();
         let mut queued: Vec<(String, u32, Vec<u8>)> = Vec::new();
         let mut woken: Vec<(Arc<WebhookSubscriber>, u32)> = Vec::new();
         for record in &batch {
@@ -301,6 +304,12 @@ async fn dispatch(
             };
             for route in &routes {
                 let Some(selected) = route.selector.select(envelope) else { continue };
+                let sink_name = match route.target {
+                    Target::Kafka => "kafka",
+                    Target::Webhook(_) => "outbox",
+                };
+                let span = sinks::delivery_span(sink_name, &route.product, envelope);
+                let _delivering = span.enter();
                 match &route.target {
                     Target::Kafka => {
                         let (sink, _) = kafka.as_ref().expect("Kafka routes exist only with a sink");
@@ -312,8 +321,12 @@ async fn dispatch(
                         woken.push((subscriber.clone(), lane));
                     }
                 }
+                delivery_spans.push(span.clone());
             }
             if let Some((sink, true)) = &kafka {
+                let span = sinks::delivery_span("state", "", envelope);
+                let _delivering = span.enter();
+                delivery_spans.push(span.clone());
                 let state = sink.send_state(envelope)?;
                 metrics.state_records.fetch_add(state.len() as u64, Ordering::Relaxed);
                 deliveries.extend(state);
@@ -337,6 +350,7 @@ async fn dispatch(
         // With `message.timeout.ms=0` a delivery only fails on a fatal producer error; the
         // batch is then not committed and the process must restart to redeliver it in order.
         await_deliveries(deliveries).await?;
+        drop(delivery_spans);
         source.commit().await?;
     }
 }

@@ -203,6 +203,7 @@ mod tests {
             resource_version: 3,
             occurred_at_unix_ms: 1_700_000_000_123,
             correlation_id: String::new(),
+            traceparent: String::new(),
             change: Some(change),
         }
     }

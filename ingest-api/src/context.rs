@@ -16,6 +16,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use scimflow_log::trace_context;
 use std::future::{Ready, ready};
 use std::time::Instant;
 use tracing::Instrument;
@@ -25,6 +26,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The request id chosen by [`trace_request`], kept in the request extensions.
 #[derive(Debug, Clone)]
 struct RequestId(String);
+
+/// The trace id chosen by [`trace_request`] (the request span's), kept in the request
+/// extensions.
+#[derive(Debug, Clone)]
+struct TraceId(String);
 
 /// Everything a handler needs to know about who asks and how to answer.
 #[derive(Debug, Clone)]
@@ -67,7 +73,10 @@ fn build_context(request: &HttpRequest) -> Result<RequestContext, ApiError> {
         Some(RequestId(id)) => id.clone(),
         None => request_id_from(request.headers()),
     };
-    let correlation_id = trace_id_from(request.headers()).unwrap_or_else(new_trace_id);
+    let correlation_id = match request.extensions().get::<TraceId>() {
+        Some(TraceId(id)) => id.clone(),
+        None => trace_id_from(request.headers()).unwrap_or_else(new_trace_id),
+    };
     let actor = request
         .headers()
         .get(header::USER_AGENT)
@@ -120,8 +129,14 @@ pub fn new_trace_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Middleware: one span per request (method, path, request id, tenant once authenticated), the
-/// request id echoed as `X-Request-Id`, and one `RequestCompleted` event with status and time.
+/// Middleware: one span per request (method, path, request id, trace id, tenant once
+/// authenticated, status), the request id echoed as `X-Request-Id`, and one `RequestCompleted`
+/// event with status and time.
+///
+/// With OpenTelemetry on, the span continues the caller's trace when the request carries a
+/// valid W3C `traceparent` (and its `tracestate`), else it starts a new one; its trace id is the
+/// request's correlation id. Without it the correlation id is the `traceparent`'s trace id or a
+/// new one, as before.
 pub async fn trace_request(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -130,17 +145,30 @@ pub async fn trace_request(
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!(
         "scim_request",
+        otel.kind = "server",
         method = %request.method(),
         path = %request.path(),
         request_id = %request_id,
+        trace_id = tracing::field::Empty,
         tenant_id = tracing::field::Empty,
+        status = tracing::field::Empty,
     );
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok());
+    if let Some(traceparent) = header(trace_context::TRACEPARENT) {
+        trace_context::continue_trace(&span, traceparent.trim(), header(trace_context::TRACESTATE));
+    }
+    let trace_id = trace_context::trace_id_of(&span)
+        .or_else(|| trace_id_from(request.headers()))
+        .unwrap_or_else(new_trace_id);
+    span.record("trace_id", trace_id.as_str());
+    request.extensions_mut().insert(TraceId(trace_id));
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let status = response.status().as_u16();
+    span.record("status", status);
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status, elapsed_ms, "RequestCompleted"));
     Ok(response)

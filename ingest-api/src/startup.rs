@@ -14,7 +14,7 @@
 
 use crate::context::trace_request;
 use crate::observe;
-use crate::routes::{self, bulk, discovery, list, members, resources};
+use crate::routes::{self, bulk, discovery, history, list, members, resources};
 use crate::state::ApiState;
 use actix_web::body::BoxBody;
 use actix_web::dev::Server;
@@ -42,6 +42,8 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(move || observe::metrics(metrics_state.clone()))),
             );
         let data = web::Data::new(state);
+        // Before the SCIM scope, which would otherwise take `/admin` when the base path is `/`.
+        config.service(history::admin_scope(data.clone()));
         config.service(
             web::scope(&base_path)
                 .app_data(data)
@@ -87,12 +89,18 @@ fn resource_type_scope(path: &str, kind: ResourceKind) -> actix_web::Scope {
         .service(single("/.search").route(web::post().to(list::search)))
         .service(
             single("/{id}")
+                .route(web::get().guard(history::AtQuery).to(history::tenant_resource_at))
                 .route(web::get().to(resources::get))
                 .route(web::put().to(resources::replace))
                 .route(web::patch().to(resources::patch))
                 .route(web::delete().to(resources::delete)),
         )
-        .service(single("/{id}/members").route(web::get().to(members::members)))
+        .service(
+            single("/{id}/members")
+                .route(web::get().guard(history::AtQuery).to(history::tenant_members_at))
+                .route(web::get().to(members::members)),
+        )
+        .service(single("/{id}/history").route(web::get().to(history::tenant_history)))
 }
 
 /// An HTTP server serving the SCIM API on `listener` (already bound; port 0 for tests).

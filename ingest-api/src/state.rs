@@ -11,8 +11,9 @@ use crate::error::{ApiError, ApiResult};
 use scimflow_core::index::IndexName;
 use scimflow_core::state::{Member, StoredResource};
 use scimflow_core::{ResourceKind, SchemaRegistry};
-use scimflow_log::WritePath;
+use scimflow_log::{LogReader, WritePath};
 use scimflow_store::StoreReader;
+use scimflow_store::admins::AdminAuthenticator;
 use scimflow_store::port::StoreError;
 use scimflow_store::tenants::TenantAuthenticator;
 use std::sync::Arc;
@@ -28,6 +29,16 @@ pub struct ApiState {
     /// Bearer token -> tenant id.
     pub auth: Arc<dyn TenantAuthenticator>,
     pub config: ApiConfig,
+    /// The command log and the admin credentials, for the history endpoints; `None` answers 501.
+    pub audit: Option<AuditAccess>,
+}
+
+/// What the history endpoints read: the command log (the source of truth, folded again per
+/// request) and the admin tokens of `/admin`.
+#[derive(Clone)]
+pub struct AuditAccess {
+    pub log: Arc<dyn LogReader>,
+    pub admins: Arc<dyn AdminAuthenticator>,
 }
 
 impl ApiState {
@@ -38,7 +49,13 @@ impl ApiState {
         auth: Arc<dyn TenantAuthenticator>,
         config: ApiConfig,
     ) -> Self {
-        ApiState { registry, write, reader, auth, config }
+        ApiState { registry, write, reader, auth, config, audit: None }
+    }
+
+    /// Serves the history endpoints from `audit`.
+    pub fn with_audit(mut self, audit: AuditAccess) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// The store reader of one tenant.

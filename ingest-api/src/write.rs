@@ -53,6 +53,8 @@ pub fn build_command(context: &RequestContext, request: WriteRequest) -> Command
             causation_id: context.request_id.clone(),
             correlation_id: context.correlation_id.clone(),
             actor: context.actor.clone(),
+            // Set by the write path from its span when tracing is on.
+            traceparent: String::new(),
             raw_method: request.raw_method,
             raw_path: request.raw_path,
             raw_body: request.raw_body,

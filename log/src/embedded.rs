@@ -4,7 +4,7 @@
 //! transaction with an fsync ([`redb::Durability::Immediate`]) and only then answers each caller,
 //! so many concurrent requests share one disk flush and none is acknowledged before it is durable.
 
-use crate::port::{Appended, CommandLog, LogError, LogRecord};
+use crate::port::{Appended, CommandLog, LogError, LogReader, LogRecord};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -85,6 +85,26 @@ impl EmbeddedLog {
 
     pub fn end_offset(&self) -> u64 {
         *self.end.borrow()
+    }
+}
+
+impl LogReader for EmbeddedLog {
+    fn partitions(&self) -> Result<Vec<u32>, LogError> {
+        Ok(vec![EMBEDDED_PARTITION])
+    }
+
+    fn end_offset(&self, _partition: u32) -> Result<u64, LogError> {
+        Ok(EmbeddedLog::end_offset(self))
+    }
+
+    fn read(&self, _partition: u32, from: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        EmbeddedLog::read(self, from, limit)
+    }
+
+    /// A scan from the start: the embedded log keeps no time index (it is meant for one node's
+    /// data, where a scan takes seconds).
+    fn offset_for_time(&self, partition: u32, unix_ms: i64) -> Result<u64, LogError> {
+        crate::scan::first_issued_at_or_after(self, partition, 0, unix_ms)
     }
 }
 

@@ -4,9 +4,12 @@
 
 use crate::outcome::{Outcome, OutcomeHub};
 use crate::port::{CommandLog, LogError};
+use crate::trace_context;
+use prost::Message as _;
 use scimflow_core::command::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::{Instrument, Span};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -35,14 +38,30 @@ impl WritePath {
         &self.hub
     }
 
+    /// Appends `command` and waits for its outcome, in a `command_submit` span whose W3C
+    /// context the command carries (in its envelope and as a `traceparent` header), so the
+    /// projector's span for it joins the caller's trace.
     pub async fn submit(&self, command: &Command) -> Result<Outcome, SubmitError> {
+        let span = tracing::info_span!(
+            "command_submit",
+            event_id = %command.event_id,
+            tenant_id = %command.tenant_id,
+            kind = command.kind.name(),
+            action = command.action.name(),
+        );
+        self.submit_traced(command, &span).instrument(span.clone()).await
+    }
+
+    async fn submit_traced(&self, command: &Command, span: &Span) -> Result<Outcome, SubmitError> {
+        let mut envelope = command.to_proto();
+        let mut headers = vec![("request-id".to_owned(), command.metadata.causation_id.clone())];
+        if let Some(traceparent) = trace_context::traceparent_of(span) {
+            // Kafka tooling and other consumers look for the context in the headers.
+            headers.push((trace_context::TRACEPARENT.to_owned(), traceparent.clone()));
+            envelope.traceparent = traceparent;
+        }
         let waiter = self.hub.register(&command.event_id);
-        let headers = vec![
-            ("request-id".to_owned(), command.metadata.causation_id.clone()),
-            // The W3C trace id of the request; a full `traceparent` arrives with tracing.
-            ("trace-id".to_owned(), command.metadata.correlation_id.clone()),
-        ];
-        if let Err(error) = self.log.append(&command.tenant_id, command.encode(), headers).await {
+        if let Err(error) = self.log.append(&command.tenant_id, envelope.encode_to_vec(), headers).await {
             self.hub.forget(&command.event_id);
             return Err(error.into());
         }

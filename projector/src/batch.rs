@@ -8,6 +8,7 @@ use scimflow_core::command::Command;
 use scimflow_core::fold::BatchFold;
 use scimflow_log::LogRecord;
 use scimflow_log::outcome::{Accepted, Outcome};
+use scimflow_log::trace_context;
 use scimflow_store::{ChangeRecord, StoreError, StoreWriter, TenantCommit};
 use std::collections::BTreeMap;
 
@@ -29,11 +30,21 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     records: &[LogRecord],
 ) -> Result<BatchResult, StoreError> {
     let Some(last) = records.last() else { return Ok(BatchResult::default()) };
+    // The batch belongs to no single trace: its span links the trace of every command in it.
+    let batch_span = tracing::info_span!(
+        "projector_batch",
+        partition,
+        first_offset = records[0].offset,
+        last_offset = last.offset,
+        commands = records.len(),
+    );
+    let _in_batch = batch_span.enter();
     let mut result = BatchResult::default();
     let mut by_tenant: BTreeMap<String, Vec<(u64, Command)>> = BTreeMap::new();
     for record in records {
         match Command::decode(&record.payload) {
             Ok(command) => {
+                trace_context::link_to(&batch_span, &command.metadata.traceparent);
                 by_tenant.entry(command.tenant_id.clone()).or_default().push((record.offset, command))
             }
             Err(error) => {
@@ -55,15 +66,27 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
         for (offset, command) in &commands {
+            let apply_span = command_span(partition, *offset, command);
+            let _applying = apply_span.enter();
             let decision = fold.fold(command);
+            let status = match &decision {
+                Ok(accepted) => accepted.status,
+                Err(error) => error.status,
+            };
+            apply_span.record("status", status);
+            // Fanout's delivery spans continue from here; without this span (export off here, or
+            // filtered out) the trace goes on from the command's own context.
+            let traceparent = trace_context::traceparent_of(&apply_span)
+                .unwrap_or_else(|| command.metadata.traceparent.clone());
             let result = decision.map(|accepted| {
                 for (index, change) in accepted.changes.iter().enumerate() {
-                    let envelope = change.to_proto(
+                    let mut envelope = change.to_proto(
                         &tenant_id,
                         &command.event_id,
                         index,
                         &command.metadata.correlation_id,
                     );
+                    envelope.traceparent = traceparent.clone();
                     changes.push(ChangeRecord {
                         offset: *offset,
                         index: index as u32,
@@ -91,4 +114,84 @@ pub fn fold_records<S: StoreWriter + ?Sized>(
     result.changes.sort_by_key(|change| (change.offset, change.index));
     store.commit(partition, last.offset + 1, &commits, &result.changes)?;
     Ok(result)
+}
+
+/// The span of one command's fold: a child of the span that appended it (the API's), so the
+/// write's trace runs through the projector; its fields are what a log line of the fold needs.
+fn command_span(partition: u32, offset: u64, command: &Command) -> tracing::Span {
+    let span = tracing::info_span!(
+        "command_apply",
+        tenant_id = %command.tenant_id,
+        event_id = %command.event_id,
+        request_id = %command.metadata.causation_id,
+        trace_id = %command.metadata.correlation_id,
+        kind = command.kind.name(),
+        action = command.action.name(),
+        partition,
+        offset,
+        status = tracing::field::Empty,
+    );
+    trace_context::continue_trace(&span, &command.metadata.traceparent, None);
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimflow_core::ResourceKind;
+    use scimflow_core::command::{Action, CommandMetadata};
+    use scimflow_core::resource::normalize_resource;
+    use scimflow_store::embedded::EmbeddedStore;
+
+    const API_CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn traced_create(registry: &SchemaRegistry) -> LogRecord {
+        let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen"});
+        let command = Command {
+            event_id: "e-1".into(),
+            tenant_id: "acme".into(),
+            kind: ResourceKind::User,
+            resource_id: "u-1".into(),
+            issued_at_ms: 1_700_000_000_000,
+            if_match: None,
+            action: Action::Create(normalize_resource(registry, ResourceKind::User, &body).unwrap()),
+            metadata: CommandMetadata { traceparent: API_CONTEXT.into(), ..CommandMetadata::default() },
+        };
+        LogRecord { partition: 0, offset: 0, payload: command.encode() }
+    }
+
+    fn change_traceparents(result: &BatchResult) -> Vec<String> {
+        let decode =
+            |change: &ChangeRecord| scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice());
+        result.changes.iter().map(|change| decode(change).unwrap().traceparent).collect()
+    }
+
+    #[test]
+    fn without_a_span_of_its_own_the_fold_passes_the_commands_context_to_its_changes() {
+        let registry = SchemaRegistry::standard();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let result = fold_records(&registry, &store, 0, &[traced_create(&registry)]).unwrap();
+        assert_eq!(change_traceparents(&result), vec![API_CONTEXT.to_owned()]);
+    }
+
+    #[test]
+    fn with_opentelemetry_the_changes_carry_the_context_of_the_fold_span_in_the_commands_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("batch-test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let registry = SchemaRegistry::standard();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let result = tracing::subscriber::with_default(subscriber, || {
+            fold_records(&registry, &store, 0, &[traced_create(&registry)]).unwrap()
+        });
+        let traceparents = change_traceparents(&result);
+        assert_eq!(traceparents.len(), 1);
+        let parts: Vec<&str> = traceparents[0].split('-').collect();
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the command's trace");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "the fold span's own id");
+    }
 }

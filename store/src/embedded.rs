@@ -17,7 +17,8 @@
 //! re-folds deterministically.
 
 use crate::port::{
-    ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView,
+    ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
+    TenantView,
 };
 use async_trait::async_trait;
 use redb::{
@@ -552,6 +553,39 @@ impl StoreWriter for EmbeddedStore {
             *last_checkpoint = Instant::now();
         }
         Ok(())
+    }
+}
+
+/// The embedded store reads a tenant's rows with range scans of one file: exact, including
+/// index entries under any key.
+impl StoreMaintenance for EmbeddedStore {
+    fn stored_tenants(&self) -> StoreResult<Vec<String>> {
+        let txn = self.read()?;
+        let mut tenants = std::collections::BTreeSet::new();
+        // Every tenant that ever stored a resource has a count row (kept at zero when emptied).
+        let counts = txn.open_table(COUNTS).map_err(unavailable)?;
+        for entry in counts.iter().map_err(unavailable)? {
+            let (key, _) = entry.map_err(unavailable)?;
+            tenants.insert(key.value().0.to_owned());
+        }
+        Ok(tenants.into_iter().collect())
+    }
+
+    fn tenant_rows(
+        &self,
+        tenant: &str,
+        _expected: &scimflow_core::memory::MemoryState,
+    ) -> StoreResult<(scimflow_core::memory::MemoryState, Option<[u64; 2]>)> {
+        let (state, counts) = self.dump_tenants(Some(tenant))?.remove(tenant).unwrap_or_default();
+        Ok((state, Some(counts)))
+    }
+
+    fn repair(&self, tenant: &str, mutations: &[Mutation], counts: [u64; 2]) -> StoreResult<()> {
+        EmbeddedStore::repair(self, tenant, mutations, counts)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.checkpoint()
     }
 }
 

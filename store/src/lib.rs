@@ -10,11 +10,19 @@
 //! - [`cql`]: the production adapter on ScyllaDB (tested on Apache Cassandra), same data model.
 //! - [`metered`]: [`MeteredStore`](metered::MeteredStore), any adapter with its calls timed for `/metrics`.
 //! - [`tenants`]: tenants and their bearer tokens (stored as SHA-256 hashes only).
+//! - [`admins`]: the operator's admin tokens, distinct from every tenant's (hashes only).
+//! - [`audit`]: reading a tenant's rows back in bounded pages through [`StoreReader`], for
+//!   [`StoreMaintenance`] on stores that cannot scan a tenant in one go.
 
+pub mod admins;
+pub mod audit;
 pub mod cql;
 pub mod embedded;
 pub mod metered;
 pub mod port;
 pub mod tenants;
 
-pub use port::{ChangeRecord, StoreError, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
+pub use port::{
+    ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
+    TenantView,
+};

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
+use scimflow_core::memory::MemoryState;
 use scimflow_core::state::{Member, Mutation, StateView, StoredResource};
 
 #[derive(Debug, thiserror::Error)]
@@ -121,5 +122,32 @@ pub trait StoreReader: Send + Sync {
     async fn resource_count(&self, tenant_id: &str, kind: ResourceKind) -> StoreResult<Option<u64>> {
         let _ = (tenant_id, kind);
         Ok(None)
+    }
+}
+
+/// Operating a store against the command log (`scimflow verify [--repair]`, `scimflow replay`):
+/// read a tenant's rows back, overwrite drifted ones. Synchronous like [`StoreWriter`]: call it
+/// from a blocking thread.
+pub trait StoreMaintenance: Send + Sync {
+    /// Tenants that have rows in the store.
+    fn stored_tenants(&self) -> StoreResult<Vec<String>>;
+
+    /// Every row of `tenant` (resources, index entries, memberships, reverse index) and its
+    /// per-kind resource counts `[users, groups]` where the store keeps them. `expected` (the
+    /// log's view of the tenant) names rows a store may be unable to enumerate: CQL partitions
+    /// index entries and reverse rows by key, so it looks up every key either side knows of.
+    fn tenant_rows(
+        &self,
+        tenant: &str,
+        expected: &MemoryState,
+    ) -> StoreResult<(MemoryState, Option<[u64; 2]>)>;
+
+    /// Applies `mutations` to one tenant's rows (and sets its resource counts, where kept),
+    /// durably, without moving any log position or touching the change feed.
+    fn repair(&self, tenant: &str, mutations: &[Mutation], counts: [u64; 2]) -> StoreResult<()>;
+
+    /// Makes every commit so far durable (a replay ends with it).
+    fn flush(&self) -> StoreResult<()> {
+        Ok(())
     }
 }

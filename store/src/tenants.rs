@@ -66,6 +66,11 @@ impl TenantDirectory {
         Ok(TenantDirectory { db })
     }
 
+    /// The admin tokens kept beside the tenants (same database, separate table).
+    pub fn admins(&self) -> Result<crate::admins::AdminDirectory, crate::admins::AdminError> {
+        crate::admins::AdminDirectory::open(self.db.clone())
+    }
+
     /// Creates a tenant; returns it and its token (shown once, never stored in clear).
     pub fn create(&self, name: &str, now_ms: i64) -> Result<(Tenant, String), TenantError> {
         let valid = !name.is_empty()

@@ -6,28 +6,32 @@
 //! memberships, the reverse membership index and the per-kind resource counts. Each tenant gets a
 //! checksum of both sides ([`scimflow_core::checksum`]) and every differing row is named.
 //!
-//! `--repair` writes the reference rows over the drifted ones in one durable transaction that
-//! leaves the log position alone, then verifies again.
+//! `--repair` writes the reference rows over the drifted ones without moving the log positions
+//! (embedded: one durable transaction; CQL: row writes timestamped above every batch so far),
+//! then verifies again.
+//!
+//! Works on any log and store ([`super::Backends`]). On Kafka + CQL it runs beside the live
+//! pipeline: the store's per-partition positions are read first and the log is folded only up to
+//! them, so commands folded meanwhile are not mistaken for drift (rows they changed after the
+//! positions were read can show up as drift: run it again, or stop the projectors for a repair).
+//! The store's rows are read back per tenant in bounded pages ([`scimflow_store::audit`]).
 
-use super::{Until, fold_log, open_log, open_store};
+use super::{Backends, OpsStore, Until, fold_log};
 use scimflow_core::SchemaRegistry;
 use scimflow_core::checksum::{TenantChecksum, resource_digest, state_checksum};
 use scimflow_core::memory::MemoryState;
 use scimflow_core::schema::ResourceKind;
 use scimflow_core::state::Mutation;
-use scimflow_log::embedded::EMBEDDED_PARTITION;
-use scimflow_store::StoreWriter;
-use scimflow_store::embedded::EmbeddedStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// The data directory whose `log.redb` is the reference.
-    #[arg(long, default_value = "scimflow-data", env = "SCIMFLOW_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// Verify `DIR/store.redb` (e.g. a `replay --into DIR`) instead of the live store.
-    #[arg(long, value_name = "DIR")]
+    #[command(flatten)]
+    pub backends: Backends,
+    /// Verify another store than the live one (e.g. a `replay --into`): a directory holding
+    /// `store.redb`, or a CQL keyspace.
+    #[arg(long, value_name = "DIR|KEYSPACE")]
     pub store_dir: Option<PathBuf>,
     /// Only this tenant.
     #[arg(long, value_name = "TENANT_ID")]
@@ -51,7 +55,8 @@ pub struct TenantReport {
 /// What `verify` found.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
-    pub position: u64,
+    /// The store's committed position per log partition: the log is compared up to it.
+    pub positions: BTreeMap<u32, u64>,
     pub tenants: Vec<TenantReport>,
 }
 
@@ -62,33 +67,50 @@ impl VerifyReport {
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<VerifyReport> {
-    let log = open_log(&args.data_dir)?;
-    let store = open_store(args.store_dir.as_ref().unwrap_or(&args.data_dir))?;
+    let log = args.backends.open_log()?;
+    let location = match &args.store_dir {
+        Some(other) => args.backends.other_store(other)?,
+        None => args.backends.live_store()?,
+    };
+    let store = args.backends.open_store(&location)?;
     let registry = SchemaRegistry::standard();
     // Compare with the log as far as the store says it folded it: a store that lags the log
-    // (the projector was stopped mid-way) is behind, not drifted.
-    let position = store.next_offset(EMBEDDED_PARTITION)?;
-    if position > log.end_offset() {
-        eprintln!(
-            "verify: the store is at offset {position} but the log ends at {}: the log lost records the store \
-             folded (restore the log from a backup); comparing with what the log still has",
-            log.end_offset()
-        );
+    // (the projector was stopped mid-way, or is running) is behind, not drifted.
+    let mut positions = BTreeMap::new();
+    for partition in log.partitions()? {
+        let position = store.next_offset(partition)?;
+        let end = log.end_offset(partition)?;
+        if position > end {
+            eprintln!(
+                "verify: the store is at offset {position} of partition {partition} but the log ends at {end}: the \
+                 log lost records the store folded (restore the log from a backup); comparing with what it still has"
+            );
+        }
+        positions.insert(partition, position);
     }
     let tenant = args.tenant.as_deref();
-    let (reference, _) = fold_log(&log, &registry, tenant, Until::Offset(position), |_, _, _, _| {})?;
-    let stored = store.dump_tenants(tenant)?;
-    let names: BTreeSet<&String> = reference.keys().chain(stored.keys()).collect();
-    let empty = (MemoryState::default(), [0, 0]);
+    let reference =
+        fold_log(&*log, &registry, tenant, &Until::Positions(positions.clone()), |_, _, _, _| {})?.states;
+    let mut names: BTreeSet<String> = reference.keys().cloned().collect();
+    match tenant {
+        Some(tenant) => {
+            names.insert(tenant.to_owned());
+        }
+        None => names.extend(store.stored_tenants()?),
+    }
     let mut tenants = Vec::new();
-    for name in names {
+    for name in &names {
         let expected = reference.get(name).cloned().unwrap_or_default();
-        let (actual, counts) = stored.get(name).unwrap_or(&empty);
-        let mut report = compare(name, &expected, actual, *counts);
+        let (actual, counts) = store.tenant_rows(name, &expected)?;
+        let empty = MemoryState::default();
+        if expected == empty && actual == empty && counts.is_none_or(|counts| counts == [0, 0]) {
+            // Listed by the store (e.g. a count row) but holding nothing, like the log says.
+            continue;
+        }
+        let mut report = compare(name, &expected, &actual, counts);
         if args.repair && !report.drift.is_empty() {
-            repair(&store, name, &expected, actual)?;
-            let (after, after_counts) =
-                store.dump_tenants(Some(name))?.remove(name.as_str()).unwrap_or_default();
+            repair(&*store, name, &expected, &actual)?;
+            let (after, after_counts) = store.tenant_rows(name, &expected)?;
             let check = compare(name, &expected, &after, after_counts);
             anyhow::ensure!(
                 check.drift.is_empty(),
@@ -100,12 +122,18 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<VerifyReport> {
         }
         tenants.push(report);
     }
-    Ok(VerifyReport { position, tenants })
+    Ok(VerifyReport { positions, tenants })
 }
 
 /// Prints the per-tenant checksums and every differing row.
 pub fn print(report: &VerifyReport) {
-    println!("verified against the log up to offset {}", report.position);
+    if let [(_, position)] = report.positions.iter().collect::<Vec<_>>()[..] {
+        println!("verified against the log up to offset {position}");
+    } else {
+        let positions: Vec<String> =
+            report.positions.iter().map(|(partition, offset)| format!("{partition}:{offset}")).collect();
+        println!("verified against the log up to partition:offset {}", positions.join(" "));
+    }
     for tenant in &report.tenants {
         let verdict = match (tenant.drift.is_empty(), tenant.repaired) {
             (true, _) => "ok".to_owned(),
@@ -134,7 +162,12 @@ fn kind_name(kind: ResourceKind) -> &'static str {
     }
 }
 
-fn compare(tenant: &str, expected: &MemoryState, actual: &MemoryState, counts: [u64; 2]) -> TenantReport {
+fn compare(
+    tenant: &str,
+    expected: &MemoryState,
+    actual: &MemoryState,
+    counts: Option<[u64; 2]>,
+) -> TenantReport {
     let mut drift = Vec::new();
     let keys: BTreeSet<_> = expected.resources.keys().chain(actual.resources.keys()).collect();
     for key @ (kind, id) in keys {
@@ -220,6 +253,8 @@ fn compare(tenant: &str, expected: &MemoryState, actual: &MemoryState, counts: [
         drift.push(format!("reverse index {member} ∈ {group} unexpected"));
     }
     let want_counts = reference_counts(expected);
+    // A store that keeps no counts (CQL) has none to drift.
+    let counts = counts.unwrap_or(want_counts);
     for (slot, kind) in [ResourceKind::User, ResourceKind::Group].into_iter().enumerate() {
         if counts[slot] != want_counts[slot] {
             drift.push(format!(
@@ -247,7 +282,7 @@ fn reference_counts(state: &MemoryState) -> [u64; 2] {
 /// The row writes that turn `actual` into `expected`. Removals come first so a pair that is
 /// rewritten ends up in its expected form.
 fn repair(
-    store: &EmbeddedStore,
+    store: &dyn OpsStore,
     tenant: &str,
     expected: &MemoryState,
     actual: &MemoryState,

@@ -2,7 +2,8 @@
 //!
 //! - `<prefix>product.<name>`: the subscription's (filtered, trimmed) `ChangeEnvelope`s, key
 //!   `<tenant>/<User|Group>/<resource id>` so every change of a resource lands in one partition
-//!   in order (membership deltas use their group's key). Headers `change-id` and `tenant`.
+//!   in order (membership deltas use their group's key). Headers `change-id`, `tenant` and,
+//!   with tracing on, `traceparent` (the W3C context of the delivery span).
 //! - `<prefix>state.users`, `<prefix>state.groups`: key `<tenant>/<id>`, value the latest
 //!   upsert `ChangeEnvelope` (full resource), a tombstone (null value) on delete.
 //! - `<prefix>state.memberships`: key `<tenant>/<group>/<member>`, value a `ChangeEnvelope` with
@@ -25,6 +26,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use scimflow_log::kafka::KafkaConfig;
+use scimflow_log::trace_context;
 use scimflow_proto as pb;
 use scimflow_proto::change_envelope::Change;
 use std::time::Duration;
@@ -199,6 +201,14 @@ impl KafkaSink {
         let headers = OwnedHeaders::new()
             .insert(Header { key: "change-id", value: Some(envelope.change_id.as_str()) })
             .insert(Header { key: "tenant", value: Some(envelope.tenant_id.as_str()) });
+        // The delivery span the dispatcher entered: consumers continue the write's trace.
+        let traceparent = trace_context::traceparent_of(&tracing::Span::current());
+        let headers = match &traceparent {
+            Some(traceparent) => {
+                headers.insert(Header { key: trace_context::TRACEPARENT, value: Some(traceparent.as_str()) })
+            }
+            None => headers,
+        };
         let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic).key(key).headers(headers);
         if let Some(value) = value {
             record = record.payload(value);

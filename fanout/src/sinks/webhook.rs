@@ -20,11 +20,13 @@ use crate::set::SetSigner;
 use crate::sinks::kafka::resource_key;
 use prost::Message as _;
 use rand::Rng;
+use scimflow_log::trace_context;
 use scimflow_proto as pb;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 /// While idle, a worker also looks at its outbox this often (a redrive from another handle, or
 /// a missed wake-up, is picked up within this time).
@@ -43,6 +45,16 @@ enum Attempt {
     Delivered,
     Refused(String),
     Failed(String),
+}
+
+impl Attempt {
+    fn name(&self) -> &'static str {
+        match self {
+            Attempt::Delivered => "delivered",
+            Attempt::Refused(_) => "refused",
+            Attempt::Failed(_) => "failed",
+        }
+    }
 }
 
 impl WebhookSubscriber {
@@ -76,14 +88,16 @@ impl WebhookSubscriber {
     }
 
     async fn post(&self, token: String) -> Attempt {
-        let response = self
+        let mut request = self
             .client
             .post(&self.config.url)
             .header("Content-Type", "application/secevent+jwt")
-            .header("Accept", "application/json")
-            .body(token)
-            .send()
-            .await;
+            .header("Accept", "application/json");
+        // The receiver may continue the write's trace from the delivery span.
+        if let Some(traceparent) = trace_context::traceparent_of(&tracing::Span::current()) {
+            request = request.header(trace_context::TRACEPARENT, traceparent);
+        }
+        let response = request.body(token).send().await;
         match response {
             Ok(response) if response.status().is_success() => Attempt::Delivered,
             Ok(response) if response.status() == reqwest::StatusCode::BAD_REQUEST => {
@@ -194,7 +208,12 @@ pub async fn run_lane(
         let token =
             envelope.as_ref().and_then(|envelope| subscriber.signer.encode(envelope, now_ms() / 1000));
         let outcome = match (&envelope, token) {
-            (Some(_), Some(token)) => subscriber.post(token).await,
+            (Some(envelope), Some(token)) => {
+                let span = super::delivery_span("webhook", &product, envelope);
+                let outcome = subscriber.post(token).instrument(span.clone()).await;
+                span.record("outcome", outcome.name());
+                outcome
+            }
             (Some(envelope), None) => {
                 // A change kind newer than this fanout: nothing truthful to send.
                 tracing::warn!(product = %product, change_id = %envelope.change_id, "WebhookUnknownChangeSkipped");

@@ -4,10 +4,13 @@
 //! - [`list`]: list, filter, sort and page; `/.search` at the root and per type.
 //! - [`members`]: `GET /Groups/{id}/members`, the cursor-paged membership of large groups.
 //! - [`bulk`]: the `/Bulk` endpoint.
+//! - [`history`]: history and point-in-time reads from the command log, for a tenant and for
+//!   the operator (`/admin`).
 //! - [`discovery`]: `/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`, and `/Me` (501).
 
 pub mod bulk;
 pub mod discovery;
+pub mod history;
 pub mod list;
 pub mod members;
 pub mod resources;

@@ -11,4 +11,5 @@ mod list;
 mod observability;
 mod server;
 mod tenants;
+mod trace_propagation;
 mod users;

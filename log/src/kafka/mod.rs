@@ -21,6 +21,7 @@
 //! - [`outcomes`]: [`OutcomePublisher`] and [`OutcomeListener`].
 //! - [`metrics`]: [`LogMetrics`], produce latency per topic for `/metrics`.
 //! - [`probe`]: [`KafkaProbe`], the readiness check of the log (a metadata request).
+//! - [`reader`]: [`KafkaLogReader`], reading the commands topic back for replay and history.
 //!
 //! See `docs/kafka.md` for the guarantees and how to operate it.
 //!
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod probe;
 pub mod producer;
+pub mod reader;
 pub mod topics;
 
 pub use config::{KafkaConfig, KafkaSetupError, TopicNames};
@@ -39,4 +41,5 @@ pub use metrics::LogMetrics;
 pub use outcomes::{OutcomeListener, OutcomePublisher};
 pub use probe::KafkaProbe;
 pub use producer::KafkaLog;
+pub use reader::KafkaLogReader;
 pub use topics::ensure_topics;

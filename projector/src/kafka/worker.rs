@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use scimflow_core::SchemaRegistry;
 use scimflow_log::kafka::context::TracingContext;
 use scimflow_log::kafka::{KafkaSetupError, OutcomePublisher, TopicNames};
-use scimflow_log::{LogRecord, OutcomeHub};
+use scimflow_log::{LogRecord, OutcomeHub, trace_context};
 use scimflow_store::{ChangeRecord, StoreError, StoreWriter};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -656,7 +656,11 @@ impl<S: StoreWriter + 'static> Worker<S> {
         let envelope = scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice()).ok();
         let tenant = envelope.as_ref().map(|envelope| envelope.tenant_id.as_str()).unwrap_or_default();
         let change_id = envelope.as_ref().map(|envelope| envelope.change_id.as_str()).unwrap_or_default();
-        let headers = OwnedHeaders::new().insert(Header { key: "change-id", value: Some(change_id) });
+        let mut headers = OwnedHeaders::new().insert(Header { key: "change-id", value: Some(change_id) });
+        let traceparent = envelope.as_ref().map(|envelope| envelope.traceparent.as_str()).unwrap_or_default();
+        if !traceparent.is_empty() {
+            headers = headers.insert(Header { key: trace_context::TRACEPARENT, value: Some(traceparent) });
+        }
         let mut record = BaseRecord::to(&self.topics.changes)
             // The changes of command partition p go to changes partition p: per-partition log
             // order, and republished changes land where the originals would have.

@@ -22,9 +22,11 @@
 //! - [`view`]: the fold's synchronous, cached view of one tenant.
 //! - [`writer`]: [`crate::StoreWriter`]: commit in steps, recovery of an interrupted batch.
 //! - [`reader`]: [`crate::StoreReader`]: point reads and bucket-merged pages.
+//! - [`maintenance`]: [`crate::StoreMaintenance`]: a tenant's rows read back, repairs.
 
 pub mod config;
 pub mod intent;
+pub mod maintenance;
 pub mod reader;
 pub mod schema;
 pub mod statements;

@@ -78,7 +78,7 @@ struct Header {
 }
 
 /// One row write of a mutation.
-enum RowWrite<'a> {
+pub(super) enum RowWrite<'a> {
     PutResource { tenant: &'a str, kind: ResourceKind, id: &'a str, stored: &'a StoredResource },
     DeleteResource { tenant: &'a str, kind: ResourceKind, id: &'a str },
     PutIndex { tenant: &'a str, kind: ResourceKind, index: IndexName, key: &'a str, id: &'a str },
@@ -103,12 +103,17 @@ struct Clear<'a> {
 }
 
 /// The writes of a batch with their timestamps.
-struct Plan<'a> {
-    rows: Vec<(i64, RowWrite<'a>)>,
+pub(super) struct Plan<'a> {
+    pub(super) rows: Vec<(i64, RowWrite<'a>)>,
     clears: Vec<Clear<'a>>,
 }
 
-fn plan<'a>(partition: u32, base: i64, tenants: &'a [TenantCommit], changes: &'a [ChangeRecord]) -> Plan<'a> {
+pub(super) fn plan<'a>(
+    partition: u32,
+    base: i64,
+    tenants: &'a [TenantCommit],
+    changes: &'a [ChangeRecord],
+) -> Plan<'a> {
     let mut rows = Vec::new();
     let mut last_clear: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut added: HashMap<(&str, &str), Vec<(i64, &str)>> = HashMap::new();
@@ -397,7 +402,7 @@ impl CqlStore {
     }
 
     /// Runs writes with bounded concurrency; their order does not matter (see the module docs).
-    async fn run_writes<'w, 'a: 'w>(
+    pub(super) async fn run_writes<'w, 'a: 'w>(
         &self,
         writes: impl Iterator<Item = (i64, &'w RowWrite<'a>)>,
     ) -> StoreResult<()> {
