@@ -107,7 +107,11 @@ mod tests {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("trace-context-test"));
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, work)
+        tracing::subscriber::with_default(subscriber, || {
+            // Callsite interest cached while no subscriber was around would disable the spans.
+            tracing::callsite::rebuild_interest_cache();
+            work()
+        })
     }
 
     #[test]

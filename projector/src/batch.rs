@@ -160,6 +160,11 @@ mod tests {
         LogRecord { partition: 0, offset: 0, payload: command.encode() }
     }
 
+    /// Both tests hit the same span callsites; tracing caches a callsite's interest from the
+    /// dispatchers alive when it is first hit, so a test without a subscriber running at the same
+    /// moment can leave the spans disabled for the other. They take turns.
+    static SPAN_CALLSITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     fn change_traceparents(result: &BatchResult) -> Vec<String> {
         let decode =
             |change: &ChangeRecord| scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice());
@@ -168,6 +173,7 @@ mod tests {
 
     #[test]
     fn without_a_span_of_its_own_the_fold_passes_the_commands_context_to_its_changes() {
+        let _turn = SPAN_CALLSITES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let registry = SchemaRegistry::standard();
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
@@ -179,6 +185,7 @@ mod tests {
     fn with_opentelemetry_the_changes_carry_the_context_of_the_fold_span_in_the_commands_trace() {
         use opentelemetry::trace::TracerProvider as _;
         use tracing_subscriber::layer::SubscriberExt;
+        let _turn = SPAN_CALLSITES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("batch-test"));
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -186,6 +193,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
         let result = tracing::subscriber::with_default(subscriber, || {
+            // Interest cached while no subscriber was around would keep the spans disabled.
+            tracing::callsite::rebuild_interest_cache();
             fold_records(&registry, &store, 0, &[traced_create(&registry)]).unwrap()
         });
         let traceparents = change_traceparents(&result);

@@ -44,6 +44,9 @@ fn collect_spans() -> (Collected, tracing::subscriber::DefaultGuard) {
     let provider = SdkTracerProvider::builder().with_span_processor(collected.clone()).build();
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("ingest-api-test"));
     let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    // Tests on other threads without a subscriber may have hit the request spans' callsites
+    // first, and tracing caches that interest ("never"); recompute it with this layer alive.
+    tracing::callsite::rebuild_interest_cache();
     (collected, guard)
 }
 
