@@ -245,36 +245,13 @@ async fn kafka_cql_replay_verify_repair_and_point_in_time_reads() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo test --release -p scimflow --test replay_kafka_cql -- --ignored --nocapture"]
 async fn replay_throughput_kafka_cql() {
-    use scimflow_core::command::{Action, Command as ScimCommand, CommandMetadata};
-    use scimflow_core::resource::normalize_resource;
-    use scimflow_core::schema::ResourceKind;
     use scimflow_log::CommandLog;
     let Some(services) = Services::from_env() else { return };
     let total: usize =
         std::env::var("SCIMFLOW_REPLAY_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let registry = scimflow_core::SchemaRegistry::standard();
     let creates = total * 7 / 10;
-    let command = |index: usize| -> ScimCommand {
-        let user = index % creates;
-        let body = json!({"userName": format!("bench{user}"), "displayName": format!("Bench {index}"),
-            "emails": [{"value": format!("b{user}@example.org"), "primary": true}]});
-        let resource = normalize_resource(&registry, ResourceKind::User, &body).unwrap();
-        let action = if index < creates { Action::Create(resource) } else { Action::Replace(resource) };
-        ScimCommand {
-            event_id: format!("bench-{index}"),
-            tenant_id: "bench-tenant".into(),
-            kind: ResourceKind::User,
-            resource_id: format!("user-{user}"),
-            issued_at_ms: 1_780_000_000_000 + index as i64,
-            if_match: None,
-            action,
-            metadata: CommandMetadata {
-                actor: "bench".into(),
-                raw_method: "POST".into(),
-                ..Default::default()
-            },
-        }
-    };
+    let command = |index: usize| support::bench_command(&registry, creates, index);
     let vars: std::collections::BTreeMap<String, String> = services.env.iter().cloned().collect();
     let kafka = scimflow_log::kafka::KafkaConfig::from_vars(vars).unwrap();
     scimflow_log::kafka::ensure_topics(&kafka).await.unwrap();

@@ -254,3 +254,30 @@ pub async fn scripted_history(
     mark(&mut instants, api.get(&user_path).await, None);
     (alice, group, users[1].clone(), instants)
 }
+
+/// The replay benchmarks' command `index`: the first `creates` create users, the rest replace
+/// them again (so a replay folds both kinds of write), all in one tenant.
+pub fn bench_command(
+    registry: &scimflow_core::SchemaRegistry,
+    creates: usize,
+    index: usize,
+) -> scimflow_core::command::Command {
+    use scimflow_core::command::{Action, Command as ScimCommand, CommandMetadata};
+    use scimflow_core::resource::normalize_resource;
+    use scimflow_core::schema::ResourceKind;
+    let user = index % creates;
+    let body = json!({"userName": format!("bench{user}"), "displayName": format!("Bench {index}"),
+        "emails": [{"value": format!("b{user}@example.org"), "primary": true}]});
+    let resource = normalize_resource(registry, ResourceKind::User, &body).unwrap();
+    let action = if index < creates { Action::Create(resource) } else { Action::Replace(resource) };
+    ScimCommand {
+        event_id: format!("bench-{index}"),
+        tenant_id: "bench-tenant".into(),
+        kind: ResourceKind::User,
+        resource_id: format!("user-{user}"),
+        issued_at_ms: 1_780_000_000_000 + index as i64,
+        if_match: None,
+        action,
+        metadata: CommandMetadata { actor: "bench".into(), raw_method: "POST".into(), ..Default::default() },
+    }
+}
