@@ -5,9 +5,10 @@
 //!   time goes (produce, projector rounds) as far as the pipeline's own events tell.
 //! - `fanout-lag`: with fanout in the pipeline, the lag from a write's 2xx to its delivery to a
 //!   webhook and (on Kafka) a product topic, at a steady rate ([`fanout_lag`]).
-//! - `membership`: a group grown to each size (default 1k, 100k, 1M members); PATCH add/remove of
-//!   one member, and `GET ?excludedAttributes=members`, latency at each size, and the RSS of this
-//!   process (API + projector) and of the Kafka / Cassandra JVMs. `--page-all` also pages every
+//! - `membership`: one group grown to each size (default 1k, 100k, 1M members), then PATCH
+//!   add/remove of one member and `GET ?excludedAttributes=members` on every group in turn, round
+//!   after round, so the sizes are compared side by side in one run; latency per size, and the
+//!   RSS of this process (API + projector) and of the Kafka / Cassandra JVMs after each group. `--page-all` also pages every
 //!   member through `GET /Groups/{id}/members?count=1000&cursor=..` at each size (time, peak
 //!   RSS, and that exactly the group's members come back, in id order).
 //! - `noisy`: the noisy-neighbour benchmark: tenant B's latency in alternating phases alone and
@@ -101,12 +102,12 @@ enum Mode {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
-    /// PATCH latency and RSS as one group grows.
+    /// PATCH latency per group size, measured side by side, and RSS as the groups grow.
     Membership {
         #[arg(long, value_delimiter = ',', default_values_t = vec![1_000, 100_000, 1_000_000])]
         sizes: Vec<usize>,
-        /// Measured PATCH pairs (add + remove one member) per size.
-        #[arg(long, default_value_t = 300)]
+        /// Measured rounds; each PATCHes add + remove one member and reads, on every size.
+        #[arg(long, default_value_t = 1000)]
         iterations: usize,
         /// Also page through all members at each size (time and peak RSS).
         #[arg(long)]
@@ -596,97 +597,108 @@ async fn page_all(harness: &Harness, group: &str, expected: usize) -> Value {
            "page_p99_ms": stats.p99, "rss_before_mib": before, "rss_peak_mib": peak})
 }
 
+/// Grows one group per size (ascending, recording the RSS after each), then measures every size
+/// side by side: each round PATCHes add and remove one member, and reads, on every group in turn
+/// (starting with a different group each round), so a noisy moment of the shared machine lands on
+/// all sizes alike and the ratios compare sizes, not moments.
 async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usize, page: bool) -> Value {
-    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let mut sizes = sizes;
+    sizes.sort_unstable();
+    sizes.dedup();
+    let largest = sizes.last().copied().unwrap_or(0);
     let spare = iterations.max(1);
     let (log, store) = harness.topology;
-    println!("seeding {} users and a group on --log {log:?} --store {store:?} ...", largest + spare);
+    println!(
+        "seeding {} users and {} groups on --log {log:?} --store {store:?} ...",
+        largest + spare,
+        sizes.len()
+    );
     let seeding = Instant::now();
     harness
         .seed(largest + spare, |index| {
             harness.user_command(&user_id(index), &format!("{}@example.com", user_id(index)))
         })
         .await;
-    let group =
-        normalize_resource(&harness.registry, ResourceKind::Group, &json!({"displayName": "Everyone"}))
-            .unwrap();
-    harness
-        .seed(1, |_| harness.command(ResourceKind::Group, "big-group", Action::Create(group.clone())))
-        .await;
     let seeded_users = seeding.elapsed().as_secs_f64();
     println!("  seeded in {seeded_users:.1} s ({:.0} users/s)", (largest + spare) as f64 / seeded_users);
 
     let mut rows = Vec::new();
-    let mut members = 0usize;
-    for size in sizes {
+    for &size in &sizes {
+        let group_id = group_of(size);
+        let group = normalize_resource(
+            &harness.registry,
+            ResourceKind::Group,
+            &json!({"displayName": format!("Everyone ({size})")}),
+        )
+        .unwrap();
+        harness
+            .seed(1, |_| harness.command(ResourceKind::Group, &group_id, Action::Create(group.clone())))
+            .await;
         let growing = Instant::now();
-        let grown_from = members;
-        // Commands of 1000 members each, at most 100 of them (100,000 members) per seeding step.
-        while members < size {
-            let step_end = (members + 100_000).min(size);
-            let first = members;
-            let commands = (step_end - first).div_ceil(1000);
-            harness
-                .seed(commands, |command| {
-                    let from = first + command * 1000;
-                    let to = (from + 1000).min(step_end);
-                    let values: Vec<Value> =
-                        (from..to).map(|index| json!({"value": user_id(index)})).collect();
-                    let patch = json!({"Operations": [{"op": "add", "path": "members", "value": values}]});
-                    let operations = parse_patch_request(&patch).unwrap();
-                    harness.command(ResourceKind::Group, "big-group", Action::Patch(operations))
-                })
-                .await;
-            members = step_end;
-        }
+        grow_group(harness, &group_id, size).await;
         let grown_in = growing.elapsed().as_secs_f64();
+        let rss = rss_mib();
+        let services = services_rss(log, store);
         println!(
-            "group at {size} members (grown by {} in {grown_in:.1} s, {:.0} members/s); measuring ...",
-            size - grown_from,
-            (size - grown_from) as f64 / grown_in.max(0.001)
+            "group of {size} members grown in {grown_in:.1} s ({:.0} members/s); RSS {rss:.0} MiB (this \
+             process: API + projector); services {services}",
+            size as f64 / grown_in.max(0.001)
         );
-        let mut adds = Vec::new();
-        let mut removes = Vec::new();
-        let mut reads = Vec::new();
-        for iteration in 0..iterations + 20 {
-            let newcomer = user_id(largest + (iteration % spare));
-            let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "Add", "path": "members", "value": [{"value": newcomer}]}]});
-            let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "Remove", "path": format!("members[value eq \"{newcomer}\"]")}]});
-            let (add_status, add_time) =
-                harness.send(reqwest::Method::PATCH, "/Groups/big-group", Some(&add)).await;
+        rows.push(json!({"members": size, "grow_seconds": grown_in, "rss_mib": rss, "services": services}));
+    }
+
+    println!("measuring {iterations} rounds over every size (after 20 warm-up rounds) ...");
+    let mut samples: Vec<[Vec<Duration>; 3]> = sizes.iter().map(|_| Default::default()).collect();
+    for round in 0..iterations + 20 {
+        let newcomer = user_id(largest + (round % spare));
+        let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Add", "path": "members", "value": [{"value": newcomer}]}]});
+        let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Remove", "path": format!("members[value eq \"{newcomer}\"]")}]});
+        for turn in 0..sizes.len() {
+            let which = (round + turn) % sizes.len();
+            let path = format!("/Groups/{}", group_of(sizes[which]));
+            let (add_status, add_time) = harness.send(reqwest::Method::PATCH, &path, Some(&add)).await;
             let (remove_status, remove_time) =
-                harness.send(reqwest::Method::PATCH, "/Groups/big-group", Some(&remove)).await;
-            let (read_status, read_time) = harness
-                .send(reqwest::Method::GET, "/Groups/big-group?excludedAttributes=members", None)
-                .await;
+                harness.send(reqwest::Method::PATCH, &path, Some(&remove)).await;
+            let (read_status, read_time) =
+                harness.send(reqwest::Method::GET, &format!("{path}?excludedAttributes=members"), None).await;
             assert!(
                 add_status < 300 && remove_status < 300 && read_status == 200,
                 "{add_status} {remove_status} {read_status}"
             );
-            if iteration >= 20 {
+            if round >= 20 {
+                let [adds, removes, reads] = &mut samples[which];
                 adds.push(add_time);
                 removes.push(remove_time);
                 reads.push(read_time);
             }
         }
-        let (add, remove, read) =
-            (percentiles(&mut adds), percentiles(&mut removes), percentiles(&mut reads));
-        let rss = rss_mib();
-        let services = services_rss(log, store);
-        println!("  PATCH add    p50 {:.2} ms  p99 {:.2} ms", add.p50, add.p99);
-        println!("  PATCH remove p50 {:.2} ms  p99 {:.2} ms", remove.p50, remove.p99);
-        println!("  GET excludedAttributes=members p50 {:.2} ms  p99 {:.2} ms", read.p50, read.p99);
-        println!("  RSS {rss:.0} MiB (this process: API + projector); services {services}");
-        let mut row = json!({"members": size, "grow_seconds": grown_in, "add_p50_ms": add.p50,
-            "add_p99_ms": add.p99, "remove_p50_ms": remove.p50, "remove_p99_ms": remove.p99,
-            "get_excluded_p50_ms": read.p50, "get_excluded_p99_ms": read.p99, "rss_mib": rss,
-            "services": services});
-        if page {
-            row["page_all"] = page_all(harness, "big-group", size).await;
+    }
+    let rss_after = rss_mib();
+    for ((row, [adds, removes, reads]), &size) in rows.iter_mut().zip(samples.iter_mut()).zip(&sizes) {
+        let (add, remove, read) = (percentiles(adds), percentiles(removes), percentiles(reads));
+        println!(
+            "  {size:>9} members: PATCH add p50 {:.2} p99 {:.2} ms | remove p50 {:.2} p99 {:.2} ms | \
+             GET excludedAttributes=members p50 {:.2} p99 {:.2} ms",
+            add.p50, add.p99, remove.p50, remove.p99, read.p50, read.p99
+        );
+        for (key, value) in [
+            ("add_p50_ms", add.p50),
+            ("add_p99_ms", add.p99),
+            ("remove_p50_ms", remove.p50),
+            ("remove_p99_ms", remove.p99),
+            ("get_excluded_p50_ms", read.p50),
+            ("get_excluded_p99_ms", read.p99),
+        ] {
+            row[key] = json!(value);
         }
-        rows.push(row);
+    }
+    println!("  RSS after measuring {rss_after:.0} MiB");
+    if page {
+        for (row, &size) in rows.iter_mut().zip(&sizes) {
+            row["page_all"] = page_all(harness, &group_of(size), size).await;
+        }
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let ratio = |key: &str| last[key].as_f64().unwrap_or(0.0) / first[key].as_f64().unwrap_or(1.0);
@@ -702,7 +714,33 @@ async fn bench_membership(harness: &Harness, sizes: Vec<usize>, iterations: usiz
         );
     }
     json!({"mode": "membership", "topology": topology_json(harness), "iterations": iterations,
-           "seed_users_seconds": seeded_users, "sizes": rows})
+           "seed_users_seconds": seeded_users, "rss_after_measuring_mib": rss_after, "sizes": rows})
+}
+
+fn group_of(size: usize) -> String {
+    format!("group-{size}")
+}
+
+/// Adds users `0..size` to `group_id`: commands of 1000 members each, at most 100 of them
+/// (100,000 members) per seeding step.
+async fn grow_group(harness: &Harness, group_id: &str, size: usize) {
+    let mut members = 0usize;
+    while members < size {
+        let step_end = (members + 100_000).min(size);
+        let first = members;
+        let commands = (step_end - first).div_ceil(1000);
+        harness
+            .seed(commands, |command| {
+                let from = first + command * 1000;
+                let to = (from + 1000).min(step_end);
+                let values: Vec<Value> = (from..to).map(|index| json!({"value": user_id(index)})).collect();
+                let patch = json!({"Operations": [{"op": "add", "path": "members", "value": values}]});
+                let operations = parse_patch_request(&patch).unwrap();
+                harness.command(ResourceKind::Group, group_id, Action::Patch(operations))
+            })
+            .await;
+        members = step_end;
+    }
 }
 
 #[tokio::main]
