@@ -43,6 +43,8 @@ use scimflow_log::kafka::{
 use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
 use scimflow_projector::kafka::lag::LagMonitor;
 use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
+use scimflow_projector::RoundLimits;
+use scimflow_projector::embedded::MAX_BATCH;
 use scimflow_projector::metrics::ProjectorMetrics;
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
@@ -100,6 +102,8 @@ pub struct PipelineOptions {
     pub tls: Option<TlsFiles>,
     /// Also run fanout in this process (`serve --fanout-config`).
     pub fanout: Option<FanoutOptions>,
+    /// The embedded projector's rounds (the Kafka projector's come from `projector`).
+    pub rounds: RoundLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +129,7 @@ impl PipelineOptions {
             cql: None,
             tls: None,
             fanout: None,
+            rounds: RoundLimits::for_round(MAX_BATCH),
         }
     }
 }
@@ -253,6 +258,7 @@ impl App {
                     &projector_metrics,
                     &embedded,
                     &hub,
+                    options.rounds,
                     stop_signal,
                 ));
                 embedded_log = Some(embedded);
@@ -451,6 +457,7 @@ fn spawn_embedded_projector(
     projector_metrics: &ProjectorMetrics,
     log: &EmbeddedLog,
     hub: &Arc<OutcomeHub>,
+    rounds: RoundLimits,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
     let (registry, log, hub) = (registry.clone(), log.clone(), hub.clone());
@@ -458,12 +465,12 @@ fn spawn_embedded_projector(
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
             let store = Arc::new(MeteredStore::new(store, store_metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop).await;
             Ok(())
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
             let store = Arc::new(MeteredStore::new(store, store_metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, stop).await;
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop).await;
             Ok(())
         }),
     }

@@ -1,12 +1,14 @@
-//! The projector loop over the embedded log: fold whatever is new, in batches, as soon as it
-//! arrives; report outcomes to the in-process hub after each commit.
+//! The projector loop over the embedded log: read ahead into a window, fold a round of it
+//! (each tenant's share, see [`crate::window`]) as soon as anything is there; report outcomes to
+//! the in-process hub after each commit.
 
-use crate::batch::fold_records;
+use crate::batch::fold_round;
 use crate::metrics::ProjectorMetrics;
+use crate::window::{RoundLimits, Window};
 use scimflow_core::SchemaRegistry;
 use scimflow_log::OutcomeHub;
 use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
-use scimflow_store::StoreWriter;
+use scimflow_store::{PartitionPosition, StoreError, StoreWriter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,29 +24,61 @@ pub async fn run<S: StoreWriter + 'static>(
     log: EmbeddedLog,
     hub: Arc<OutcomeHub>,
     metrics: ProjectorMetrics,
+    limits: RoundLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut end = log.watch_end();
     let mut retry_delay = Duration::from_millis(50);
+    // The store's position and the window read ahead of it; both are re-read from the store
+    // after a failed round.
+    let mut state: Option<(PartitionPosition, Window)> = None;
     loop {
-        // Stores may block on I/O here (the CQL store does): keep it off the async workers.
-        let position_store = store.clone();
-        let position =
-            tokio::task::spawn_blocking(move || position_store.next_offset(EMBEDDED_PARTITION)).await;
-        let next = match position
-            .unwrap_or_else(|join| Err(scimflow_store::StoreError::Unavailable(join.to_string())))
-        {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(error = %error, "ProjectorStoreUnavailable");
-                tokio::time::sleep(retry_delay).await;
-                continue;
+        let (position, window) = match &mut state {
+            Some(state) => state,
+            None => {
+                // Stores may block on I/O here (the CQL store does): keep it off the async workers.
+                let position_store = store.clone();
+                let position =
+                    tokio::task::spawn_blocking(move || position_store.position(EMBEDDED_PARTITION)).await;
+                match position.unwrap_or_else(|join| Err(StoreError::Unavailable(join.to_string()))) {
+                    Ok(position) => {
+                        let window = Window::starting_at(position.next_offset);
+                        state.insert((position, window))
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "ProjectorStoreUnavailable");
+                        tokio::time::sleep(retry_delay).await;
+                        continue;
+                    }
+                }
             }
         };
         let log_end = *end.borrow_and_update();
-        // One partition; the store's position plays the committed offset.
-        metrics.partition_position(EMBEDDED_PARTITION, 0, log_end as i64, Some(next as i64));
-        if next >= log_end {
+        // One partition; the store's watermark plays the committed offset.
+        metrics.partition_position(EMBEDDED_PARTITION, 0, log_end as i64, Some(position.next_offset as i64));
+        if window.end() < log_end && !window.is_full(&limits) {
+            let wanted = limits.window_commands.saturating_sub(window.len()).clamp(1, limits.max_round);
+            match log.read(window.end(), wanted) {
+                Ok(records) => {
+                    for record in records {
+                        // Folded ahead of the watermark before a restart: not again.
+                        if !already_folded(position, &record) {
+                            window.push(record);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "ProjectorLogReadFailed");
+                    tokio::time::sleep(retry_delay).await;
+                    continue;
+                }
+            }
+        }
+        if window.is_empty() {
+            if window.end() < log_end {
+                // Everything read was folded already; read on.
+                continue;
+            }
             if *shutdown.borrow() {
                 return;
             }
@@ -54,22 +88,23 @@ pub async fn run<S: StoreWriter + 'static>(
             }
             continue;
         }
-        let records = match log.read(next, MAX_BATCH) {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::error!(error = %error, "ProjectorLogReadFailed");
-                tokio::time::sleep(retry_delay).await;
-                continue;
-            }
-        };
+        let round = window.next_round(&limits);
+        let (mut owned_window, owned_position) = (std::mem::take(window), position.clone());
         let (registry_ref, store_ref) = (registry.clone(), store.clone());
         let folded = tokio::task::spawn_blocking(move || {
-            fold_records(&registry_ref, &*store_ref, EMBEDDED_PARTITION, &records)
+            let folded =
+                fold_round(&registry_ref, &*store_ref, EMBEDDED_PARTITION, &owned_window, &round, &owned_position);
+            if folded.is_ok() {
+                owned_window.remove(&round);
+            }
+            (owned_window, folded)
         })
         .await;
         match folded {
-            Ok(Ok(result)) => {
+            Ok((returned_window, Ok((result, next)))) => {
                 retry_delay = Duration::from_millis(50);
+                *window = returned_window;
+                *position = next;
                 metrics.batch_folded(EMBEDDED_PARTITION, result.outcomes.len(), result.poison);
                 tracing::debug!(
                     outcomes = result.outcomes.len(),
@@ -80,16 +115,34 @@ pub async fn run<S: StoreWriter + 'static>(
                     hub.deliver(outcome);
                 }
             }
-            Ok(Err(error)) => {
+            Ok((_, Err(error))) => {
                 metrics.fold_failed(EMBEDDED_PARTITION);
                 tracing::error!(error = %error, retry_in_ms = retry_delay.as_millis() as u64, "ProjectorBatchFailed");
+                state = None;
                 tokio::time::sleep(retry_delay).await;
                 retry_delay = (retry_delay * 2).min(Duration::from_secs(5));
             }
             Err(join_error) => {
                 tracing::error!(error = %join_error, "ProjectorBatchPanicked");
+                state = None;
                 tokio::time::sleep(retry_delay).await;
             }
         }
+    }
+}
+
+/// Whether `record` is a command `position` counts as folded (decoding only its tenant).
+fn already_folded(position: &PartitionPosition, record: &scimflow_log::LogRecord) -> bool {
+    if record.offset < position.next_offset {
+        return true;
+    }
+    // Only commands below the furthest tenant entry can have been folded ahead.
+    match position.tenants_ahead.values().max() {
+        Some(horizon) if record.offset < *horizon => {}
+        _ => return false,
+    }
+    match scimflow_core::command::Command::decode(&record.payload) {
+        Ok(command) => position.is_folded(&command.tenant_id, record.offset),
+        Err(_) => false,
     }
 }

@@ -60,8 +60,12 @@ pub struct KafkaProjectorConfig {
     /// use a stable per-slot id (e.g. the StatefulSet pod name); never give two live members
     /// the same id (the later one fences the other, which then stops).
     pub instance_id: String,
-    /// Most records taken in one poll round (across this member's partitions).
+    /// Most records taken in one poll round (across this member's partitions), and most
+    /// commands of a partition folded in one round.
     pub max_batch: usize,
+    /// Most commands of one tenant in a partition's round while other tenants of the
+    /// partition wait ([`RoundLimits::tenant_share`]).
+    pub tenant_share: usize,
     /// `transaction.timeout.ms`: the longest a transaction may stay open; also how long an
     /// abandoned one can stall `read_committed` readers.
     pub transaction_timeout: Duration,
@@ -73,6 +77,7 @@ pub struct KafkaProjectorConfig {
 impl KafkaProjectorConfig {
     pub const DEFAULT_GROUP_ID: &'static str = "scimflow-projector";
     pub const DEFAULT_MAX_BATCH: usize = crate::embedded::MAX_BATCH;
+    pub const DEFAULT_TENANT_SHARE: usize = crate::embedded::MAX_BATCH / 4;
     pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
     pub fn new(kafka: KafkaConfig) -> Self {
@@ -81,13 +86,15 @@ impl KafkaProjectorConfig {
             group_id: Self::DEFAULT_GROUP_ID.to_owned(),
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
             max_batch: Self::DEFAULT_MAX_BATCH,
+            tenant_share: Self::DEFAULT_TENANT_SHARE,
             transaction_timeout: Self::DEFAULT_TRANSACTION_TIMEOUT,
             metrics: ProjectorMetrics::default(),
         }
     }
 
     /// [`KafkaProjectorConfig::new`] plus `SCIMFLOW_PROJECTOR_GROUP_ID`,
-    /// `SCIMFLOW_PROJECTOR_INSTANCE_ID`, `SCIMFLOW_PROJECTOR_MAX_BATCH` and
+    /// `SCIMFLOW_PROJECTOR_INSTANCE_ID`, `SCIMFLOW_PROJECTOR_MAX_BATCH`,
+    /// `SCIMFLOW_PROJECTOR_TENANT_SHARE` and
     /// `SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS` from the environment.
     pub fn from_env(kafka: KafkaConfig) -> Result<Self, KafkaSetupError> {
         let mut config = Self::new(kafka);
@@ -106,6 +113,9 @@ impl KafkaProjectorConfig {
         }
         if let Some(value) = var("SCIMFLOW_PROJECTOR_MAX_BATCH") {
             config.max_batch = number("SCIMFLOW_PROJECTOR_MAX_BATCH", value)?.max(1) as usize;
+        }
+        if let Some(value) = var("SCIMFLOW_PROJECTOR_TENANT_SHARE") {
+            config.tenant_share = number("SCIMFLOW_PROJECTOR_TENANT_SHARE", value)?.max(1) as usize;
         }
         if let Some(value) = var("SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS") {
             config.transaction_timeout =

@@ -6,7 +6,9 @@
 //! then reports each command's outcome, so an acknowledged write is visible to every later read.
 //!
 //! ## Layout
-//! - [`batch`]: folding one batch of log records into a store commit and its outcomes.
+//! - [`window`]: the commands read ahead of the fold, and which of them a round folds (each
+//!   tenant's share, so one tenant's backlog does not hold back the others).
+//! - [`batch`]: folding one round into a store commit and its outcomes.
 //! - [`embedded`]: the loop that follows the embedded log.
 //! - [`kafka`]: the consumer-group member that follows the Kafka commands topic, publishing
 //!   changes exactly once per committed offset.
@@ -16,5 +18,7 @@ pub mod batch;
 pub mod embedded;
 pub mod kafka;
 pub mod metrics;
+pub mod window;
 
-pub use batch::{BatchResult, fold_records};
+pub use batch::{BatchResult, fold_records, fold_round};
+pub use window::{RoundLimits, Window};

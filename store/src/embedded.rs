@@ -8,14 +8,16 @@
 //! - `member_of (tenant, member, group) -> ()`: the reverse index
 //! - `resource_counts (tenant, kind) -> count`, kept with every put/delete so list pages can
 //!   answer `totalResults` without a scan
-//! - `log_positions (partition) -> next offset`, committed with the rows it covers
-//! - `changes (partition, offset, index) -> ChangeEnvelope`: the applied-change feed for fanout
+//! - `log_positions (partition) -> next offset` and `tenants_ahead (partition) -> JSON`: the
+//!   partition's [`PartitionPosition`], committed with the rows it covers
+//! - `changes (partition, feed key, index) -> ChangeEnvelope`: the applied-change feed for fanout
 //!
 //! Store commits may skip the fsync ([`redb::Durability::None`]) between periodic durable
 //! checkpoints: the command log is the durable source of truth, and a crash only rolls the store
 //! back to a checkpoint whose log position is committed with it, from where the projector
 //! re-folds deterministically.
 
+use crate::position::PartitionPosition;
 use crate::port::{
     ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
     TenantView,
@@ -45,6 +47,8 @@ const MEMBER_OF: TableDefinition<PairKey, ()> = TableDefinition::new("member_of"
 const POSITIONS: TableDefinition<u32, u64> = TableDefinition::new("log_positions");
 const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("resource_counts");
 const CHANGES: TableDefinition<(u32, u64, u32), &[u8]> = TableDefinition::new("changes");
+/// The tenants folded past the partition's watermark ([`PartitionPosition::tenants_ahead`]).
+const TENANTS_AHEAD: TableDefinition<u32, &[u8]> = TableDefinition::new("tenants_ahead");
 
 /// redb's page cache for the store. Bounded so memory stays flat however large tenants and
 /// groups grow; hot rows (recent resources, index keys) stay cached, cold ones are read from
@@ -148,6 +152,7 @@ impl EmbeddedStore {
         txn.open_table(MEMBERSHIPS).map_err(unavailable)?;
         txn.open_table(MEMBER_OF).map_err(unavailable)?;
         txn.open_table(POSITIONS).map_err(unavailable)?;
+        txn.open_table(TENANTS_AHEAD).map_err(unavailable)?;
         txn.open_table(CHANGES).map_err(unavailable)?;
         txn.open_table(COUNTS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
@@ -503,10 +508,16 @@ impl StoreWriter for EmbeddedStore {
         }))
     }
 
-    fn next_offset(&self, partition: u32) -> StoreResult<u64> {
+    fn position(&self, partition: u32) -> StoreResult<PartitionPosition> {
         let txn = self.read()?;
-        let table = txn.open_table(POSITIONS).map_err(unavailable)?;
-        Ok(table.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0))
+        let positions = txn.open_table(POSITIONS).map_err(unavailable)?;
+        let next_offset = positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
+        let ahead = txn.open_table(TENANTS_AHEAD).map_err(unavailable)?;
+        let tenants_ahead = match ahead.get(partition).map_err(unavailable)? {
+            Some(bytes) => PartitionPosition::decode_tenants_ahead(bytes.value()).map_err(StoreError::Corrupt)?,
+            None => Default::default(),
+        };
+        Ok(PartitionPosition { next_offset, tenants_ahead })
     }
 
     fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>> {
@@ -524,11 +535,22 @@ impl StoreWriter for EmbeddedStore {
     fn commit(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
     ) -> StoreResult<()> {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
+        if !changes.is_empty() {
+            let positions = txn.open_table(POSITIONS).map_err(unavailable)?;
+            let current = positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
+            drop(positions);
+            if position.next_offset <= current {
+                return Err(StoreError::Corrupt(format!(
+                    "partition {partition}: a commit with changes must raise the watermark ({current} -> {})",
+                    position.next_offset
+                )));
+            }
+        }
         let mut last_checkpoint = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
         let durable = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
         let durability = if durable { Durability::Immediate } else { Durability::None };
@@ -540,11 +562,18 @@ impl StoreWriter for EmbeddedStore {
                 }
             }
             let mut feed = txn.open_table(CHANGES)?;
-            for change in changes {
-                feed.insert((partition, change.offset, change.index), change.envelope.as_slice())?;
+            for (index, change) in changes.iter().enumerate() {
+                feed.insert((partition, position.feed_key(), index as u32), change.envelope.as_slice())?;
             }
             drop(feed);
-            txn.open_table(POSITIONS)?.insert(partition, next_offset)?;
+            txn.open_table(POSITIONS)?.insert(partition, position.next_offset)?;
+            let ahead = position.encode_tenants_ahead();
+            let mut tenants_ahead = txn.open_table(TENANTS_AHEAD)?;
+            if ahead.is_empty() {
+                tenants_ahead.remove(partition)?;
+            } else {
+                tenants_ahead.insert(partition, ahead.as_slice())?;
+            }
             Ok(())
         };
         write().map_err(unavailable)?;

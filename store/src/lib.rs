@@ -6,6 +6,7 @@
 //!
 //! ## Layout
 //! - [`port`]: the [`StoreWriter`] (projector side) and [`StoreReader`] (API side) traits.
+//! - [`position`]: how far a log partition is folded (a watermark and the tenants ahead of it).
 //! - [`embedded`]: the default adapter on redb, a proven embedded transactional database.
 //! - [`cql`]: the production adapter on ScyllaDB (tested on Apache Cassandra), same data model.
 //! - [`metered`]: [`MeteredStore`](metered::MeteredStore), any adapter with its calls timed for `/metrics`.
@@ -20,8 +21,10 @@ pub mod cql;
 pub mod embedded;
 pub mod metered;
 pub mod port;
+pub mod position;
 pub mod tenants;
 
+pub use position::PartitionPosition;
 pub use port::{
     ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
     TenantView,

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `scimflow_store_operation_duration_seconds` | histogram | `side` (`writer`, `reader`), `operation`, `result` (`ok`, `error`) |
 //!
-//! `operation` is the port method (`commit`, `next_offset`, `tenant_view`, `changes_between`;
+//! `operation` is the port method (`commit`, `position`, `next_offset`, `tenant_view`, `changes_between`;
 //! the fold's reads through a tenant view as `view_resource`, `view_index_lookup`,
 //! `view_is_member`, `view_groups_of`; the API's `resource`, `index_lookup`, `groups_of`,
 //! `members_page`, `resources_page`, `resource_count`): a fixed set, so the series stay few.
@@ -13,6 +13,7 @@
 //!
 //! Decorating the ports keeps the adapters free of metrics and measures every adapter alike.
 
+use crate::position::PartitionPosition;
 use crate::port::{ChangeRecord, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
@@ -107,6 +108,13 @@ impl<S: StoreWriter> StoreWriter for MeteredStore<S> {
         Ok(Box::new(MeteredView { inner: view, metrics: &self.metrics }))
     }
 
+    fn position(&self, partition: u32) -> StoreResult<PartitionPosition> {
+        let started = Instant::now();
+        let result = self.inner.position(partition);
+        self.metrics.observe(WRITER, "position", started, &result);
+        result
+    }
+
     fn next_offset(&self, partition: u32) -> StoreResult<u64> {
         let started = Instant::now();
         let result = self.inner.next_offset(partition);
@@ -117,12 +125,12 @@ impl<S: StoreWriter> StoreWriter for MeteredStore<S> {
     fn commit(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
     ) -> StoreResult<()> {
         let started = Instant::now();
-        let result = self.inner.commit(partition, next_offset, tenants, changes);
+        let result = self.inner.commit(partition, position, tenants, changes);
         self.metrics.observe(WRITER, "commit", started, &result);
         result
     }
@@ -274,7 +282,7 @@ mod tests {
             StoreMetrics::register(&registry).unwrap(),
         );
         assert_eq!(store.next_offset(0).unwrap(), 0);
-        store.commit(0, 3, &[], &[]).unwrap();
+        store.commit(0, &PartitionPosition::at(3), &[], &[]).unwrap();
         assert_eq!(store.next_offset(0).unwrap(), 3);
         let view = store.tenant_view("acme").unwrap();
         assert!(view.resource(ResourceKind::User, "nobody").is_none());

@@ -2,6 +2,7 @@
 //! fold on a blocking thread), the API reads through [`StoreReader`] (async). Every call is scoped
 //! to one tenant, and no call returns a whole group's membership at once.
 
+use crate::position::PartitionPosition;
 use async_trait::async_trait;
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
@@ -42,12 +43,14 @@ pub struct TenantCommit {
     pub mutations: Vec<Mutation>,
 }
 
-/// One encoded `ChangeEnvelope`, with the log position of the command that produced it, so the
-/// changes of any offset range can be re-read and re-published after a crash.
+/// One encoded `ChangeEnvelope`. From a fold: the offset of the command that produced it and
+/// the change's index within the command. Read back from the change feed: its feed key, the
+/// [`PartitionPosition::feed_key`] of the commit that stored it, and its index within that
+/// commit; so the changes between any two positions can be re-read and re-published after a
+/// crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRecord {
     pub offset: u64,
-    /// Index of the change within its command.
     pub index: u32,
     pub envelope: Vec<u8>,
 }
@@ -58,22 +61,30 @@ pub trait StoreWriter: Send + Sync {
     /// A consistent view of one tenant's rows for the fold.
     fn tenant_view(&self, tenant_id: &str) -> StoreResult<Box<dyn TenantView + '_>>;
 
-    /// The next log offset to fold for `partition` (0 when nothing was applied yet).
-    fn next_offset(&self, partition: u32) -> StoreResult<u64>;
+    /// How far `partition` is folded (offset 0, nobody ahead, when nothing was applied yet).
+    fn position(&self, partition: u32) -> StoreResult<PartitionPosition>;
 
-    /// Applies the mutations of a batch and records `next_offset` for `partition`, atomically
+    /// The low watermark of `partition`: every command below it is folded.
+    fn next_offset(&self, partition: u32) -> StoreResult<u64> {
+        Ok(self.position(partition)?.next_offset)
+    }
+
+    /// Applies the mutations of a batch and records `position` for `partition`, atomically
     /// (or, where the database has no multi-row transactions, recoverably: a crash mid-commit is
     /// completed before anything new is folded). `changes` join the store's change feed in the
-    /// same commit.
+    /// same commit, under the position's [`PartitionPosition::feed_key`], in their order here.
+    /// A commit with changes must raise the watermark (so feed keys only grow).
     fn commit(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
     ) -> StoreResult<()>;
 
-    /// The change feed of `partition` for commands with offsets in `[from, to)`, in order.
+    /// The change feed of `partition` between two watermarks: the changes of every commit that
+    /// raised the watermark from at least `from` to at most `to`, in commit order. Any `to`
+    /// works as the next `from`: feed keys are offsets.
     fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>>;
 }
 

@@ -30,4 +30,5 @@ contract_tests!(
     mutations_on_one_row_apply_in_batch_order,
     recommitting_a_batch_is_idempotent,
     empty_batches_advance_the_position,
+    positions_keep_the_tenants_folded_ahead,
 );

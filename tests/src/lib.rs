@@ -8,6 +8,8 @@ use scimflow::pipeline::{App, FanoutOptions, LogKind, PipelineOptions, StoreKind
 use scimflow_fanout::config::{FanoutConfig, Subscription};
 use scimflow_ingest_api::ApiConfig;
 use scimflow_log::kafka::KafkaConfig;
+use scimflow_projector::RoundLimits;
+use scimflow_projector::embedded::MAX_BATCH;
 use scimflow_projector::kafka::KafkaProjectorConfig;
 use scimflow_store::cql::CqlConfig;
 use serde_json::Value;
@@ -64,6 +66,7 @@ pub async fn spawn_app_on(topology: Topology) -> Option<TestApp> {
         cql,
         tls: None,
         fanout: None,
+        rounds: RoundLimits::for_round(MAX_BATCH),
     };
     let app = App::build(options).await.expect("pipeline starts on real services");
     let now = chrono::Utc::now().timestamp_millis();
@@ -254,6 +257,7 @@ impl FreshServices {
             cql: self.cql.clone(),
             tls: None,
             fanout: None,
+            rounds: RoundLimits::for_round(MAX_BATCH),
         }
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use scimflow_ingest_api::ApiConfig;
 use scimflow_ingest_api::limits::{LimitsConfig, TenantLimits};
 use scimflow_log::kafka::KafkaConfig;
+use scimflow_projector::RoundLimits;
 use scimflow_projector::kafka::KafkaProjectorConfig;
 use scimflow_store::cql::CqlConfig;
 use scimflow_store::cql::config::{Replication, parse_consistency};
@@ -76,6 +77,7 @@ impl Settings {
             config.instance_id = instance_id.clone();
         }
         config.max_batch = projector.max_batch;
+        config.tenant_share = projector.tenant_share;
         config.transaction_timeout = Duration::from_millis(projector.transaction_timeout_ms);
         config
     }
@@ -116,6 +118,10 @@ impl Settings {
             tls: tls_files(&self.tls),
             // Only `serve` runs fanout in the process; it sets this itself.
             fanout: None,
+            rounds: RoundLimits {
+                tenant_share: self.projector.tenant_share,
+                ..RoundLimits::for_round(self.projector.max_batch)
+            },
         })
     }
 }

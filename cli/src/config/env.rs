@@ -116,6 +116,7 @@ pub fn apply_env(settings: &mut Settings, vars: &BTreeMap<String, String>) -> Ve
         projector.instance_id = Some(instance.to_owned());
     }
     env.parse("SCIMFLOW_PROJECTOR_MAX_BATCH", "projector.max_batch", &mut projector.max_batch);
+    env.parse("SCIMFLOW_PROJECTOR_TENANT_SHARE", "projector.tenant_share", &mut projector.tenant_share);
     env.parse(
         "SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS",
         "projector.transaction_timeout_ms",

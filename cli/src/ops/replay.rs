@@ -253,7 +253,8 @@ fn fold_into(
 ) -> anyhow::Result<()> {
     fold_records(registry, store, partition, records)?;
     if records.last().map(|record| record.offset + 1) != Some(batch_end) {
-        store.commit(partition, batch_end, &[], &[])?;
+        let position = store.position(partition)?;
+        store.commit(partition, &position.advanced(batch_end, []), &[], &[])?;
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //!
 //! One round: apply rebalances; prepare newly assigned partitions (fetch the committed offset,
 //! republish what a previous owner folded but did not publish, resume); poll what is available
-//! (waiting only when idle, so an idle projector answers at once and a busy one folds big
-//! batches); fold each ready partition's records into the store; report the outcomes; publish
-//! the changes and commit the offsets in one transaction.
+//! into each partition's window (waiting only when idle, so an idle projector answers at once
+//! and a busy one folds big rounds; a full window pauses its partition); fold a round of each
+//! ready partition's window (each tenant's share, see [`crate::window`]) into the store; report
+//! the outcomes; publish the changes and commit the watermarks in one transaction.
 //!
 //! Failures never skip or reorder: a store error keeps the partition's records, pauses the
 //! partition and retries with backoff; an aborted transaction sends the partition back through
@@ -13,7 +14,8 @@
 use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
-use crate::batch::{BatchResult, fold_records};
+use crate::batch::{BatchResult, fold_round};
+use crate::window::{RoundLimits, Window};
 use crate::metrics::TransactionResult;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -89,7 +91,7 @@ struct PartitionState {
     /// it are on the changes topic.
     published_until: u64,
     /// Records taken but not folded yet, in offset order.
-    pending: Vec<LogRecord>,
+    window: Window,
     retry: Retry,
     paused: bool,
 }
@@ -100,14 +102,14 @@ impl PartitionState {
             phase: Phase::FetchCommitted,
             next_expected: store_next,
             published_until: 0,
-            pending: Vec::new(),
+            window: Window::starting_at(store_next),
             retry: Retry::new(),
             paused: true,
         }
     }
 
     fn foldable(&self, now: Instant) -> bool {
-        self.phase == Phase::Ready && !self.pending.is_empty() && self.retry.due(now)
+        self.phase == Phase::Ready && !self.window.is_empty() && self.retry.due(now)
     }
 }
 
@@ -139,6 +141,7 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     hub: Option<Arc<OutcomeHub>>,
     topics: TopicNames,
     max_batch: usize,
+    rounds: RoundLimits,
     partitions: BTreeMap<u32, PartitionState>,
     control: Arc<Control>,
     config: KafkaProjectorConfig,
@@ -215,6 +218,10 @@ impl<S: StoreWriter + 'static> Worker<S> {
             hub,
             topics,
             max_batch: config.max_batch.max(1),
+            rounds: RoundLimits {
+                tenant_share: config.tenant_share.max(1),
+                ..RoundLimits::for_round(config.max_batch)
+            },
             partitions: BTreeMap::new(),
             control,
             config: config.clone(),
@@ -308,7 +315,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Rebalanced::Revoked(revoked) => {
                     for partition in revoked {
                         if let Some(state) = self.partitions.remove(&partition) {
-                            tracing::debug!(partition, dropped = state.pending.len(), "PartitionReleased");
+                            tracing::debug!(partition, dropped = state.window.len(), "PartitionReleased");
                         }
                     }
                 }
@@ -448,7 +455,12 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 // Nothing available now, or a rebalance was served (handled before folding).
                 None => break,
                 Some(Ok(message)) => {
-                    take_record(&mut self.partitions, &self.topics.commands, &message);
+                    if let Some(partition) = take_record(&mut self.partitions, &self.topics.commands, &message)
+                        && self.partitions.get(&partition).is_some_and(|state| state.window.is_full(&self.rounds))
+                    {
+                        // Read no further ahead until rounds make room.
+                        self.set_paused(partition, true);
+                    }
                     taken += 1;
                     // Take what is already here, but do not wait for more.
                     timeout = Duration::ZERO;
@@ -484,20 +496,19 @@ impl<S: StoreWriter + 'static> Worker<S> {
         let mut outcomes = Vec::new();
         for partition in foldable {
             let Some(state) = self.partitions.get_mut(&partition) else { continue };
-            match fold_partition(&self.registry, &*self.store, partition, &state.pending) {
+            match fold_partition(&self.registry, &*self.store, partition, &mut state.window, &self.rounds) {
                 Ok((result, folded_until)) => {
                     tracing::debug!(
                         partition,
-                        first_offset = state.pending.first().map(|record| record.offset),
-                        commands = state.pending.len(),
+                        watermark = folded_until,
+                        waiting = state.window.len(),
                         changes = result.changes.len(),
                         poison = result.poison,
                         "EventsProjected"
                     );
                     self.config.metrics.batch_folded(partition, result.outcomes.len(), result.poison);
-                    state.pending.clear();
                     state.retry.succeeded();
-                    let was_paused = state.paused;
+                    let was_paused = state.paused && !state.window.is_full(&self.rounds);
                     // Changes below the committed offset were published before a store loss.
                     let published_until = state.published_until;
                     let changes: Vec<ChangeRecord> = result
@@ -517,7 +528,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 Err(error) => {
                     self.config.metrics.fold_failed(partition);
                     let delay = state.retry.failed();
-                    let pending = state.pending.len();
+                    let pending = state.window.len();
                     tracing::error!(
                         partition, error = %error, pending, retry_in_ms = delay.as_millis() as u64,
                         "ProjectorBatchFailed"
@@ -719,50 +730,58 @@ fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
-/// Takes one polled record into its partition's pending batch, dropping redeliveries and
-/// records of partitions this member does not own (any more).
+/// Takes one polled record into its partition's window, dropping redeliveries and records of
+/// partitions this member does not own (any more). Returns the partition when taken.
 fn take_record(
     partitions: &mut BTreeMap<u32, PartitionState>,
     commands_topic: &str,
     message: &BorrowedMessage<'_>,
-) {
+) -> Option<u32> {
     let partition = message.partition() as u32;
     let offset = message.offset() as u64;
     let Some(state) = partitions.get_mut(&partition).filter(|_| message.topic() == commands_topic) else {
         tracing::debug!(partition, offset, "RecordOfUnownedPartitionDropped");
-        return;
+        return None;
     };
+    // Below: a redelivery. Records that arrive after a pause for a full window are still
+    // taken: the window's bound is soft by what librdkafka had already queued.
     if offset < state.next_expected {
-        return;
+        return None;
     }
     state.next_expected = offset + 1;
     // A record without payload decodes as poison and is skipped by the fold, with a log.
-    state.pending.push(LogRecord {
+    state.window.push(LogRecord {
         partition,
         offset,
         payload: message.payload().unwrap_or_default().to_vec(),
     });
+    Some(partition)
 }
 
-/// Folds the records at or after the store's position. Returns the result and the offset the
-/// partition has reached.
+/// Folds the next round of `window` (what the store's position counts as folded is skipped)
+/// and removes it from the window. Returns the result and the partition's new watermark.
 fn fold_partition<S: StoreWriter + ?Sized>(
     registry: &SchemaRegistry,
     store: &S,
     partition: u32,
-    pending: &[LogRecord],
+    window: &mut Window,
+    limits: &RoundLimits,
 ) -> Result<(BatchResult, u64), StoreError> {
     // Re-read the position: if anyone else advanced it (a member that lost the partition but
     // did not notice yet), those records must not be folded again.
-    let next = store.next_offset(partition)?;
-    let first_fresh = pending.partition_point(|record| record.offset < next);
-    if first_fresh > 0 {
-        tracing::warn!(partition, store_next = next, skipped = first_fresh, "ProjectorRecordsAlreadyFolded");
+    let position = store.position(partition)?;
+    let round = window.next_round(limits);
+    let (result, next) = fold_round(registry, store, partition, window, &round, &position)?;
+    if result.already_folded > 0 {
+        tracing::warn!(
+            partition,
+            store_next = position.next_offset,
+            skipped = result.already_folded,
+            "ProjectorRecordsAlreadyFolded"
+        );
     }
-    let fresh = &pending[first_fresh..];
-    let Some(last) = fresh.last() else { return Ok((BatchResult::default(), next)) };
-    let result = fold_records(registry, store, partition, fresh)?;
-    Ok((result, last.offset + 1))
+    window.remove(&round);
+    Ok((result, next.next_offset))
 }
 
 #[cfg(test)]
@@ -774,22 +793,32 @@ mod tests {
         LogRecord { partition: 0, offset, payload: b"not a command".to_vec() }
     }
 
+    fn fold(registry: &SchemaRegistry, store: &EmbeddedStore, records: &[LogRecord]) -> (BatchResult, u64) {
+        let next = store.next_offset(0).unwrap();
+        let mut window = Window::starting_at(next);
+        for record in records {
+            window.push(record.clone());
+        }
+        let result = fold_partition(registry, store, 0, &mut window, &RoundLimits::for_round(16)).unwrap();
+        assert!(window.is_empty(), "one round takes everything here");
+        result
+    }
+
     #[test]
     fn records_below_the_store_position_are_never_folded_again() {
+        let _turn = crate::batch::tests::SPAN_CALLSITES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let registry = SchemaRegistry::standard();
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
-        let (result, reached) =
-            fold_partition(&registry, &store, 0, &[poison(0), poison(1), poison(2)]).unwrap();
+        let (result, reached) = fold(&registry, &store, &[poison(0), poison(1), poison(2)]);
         assert_eq!((result.poison, reached), (3, 3));
         // A redelivery overlapping what the store has: only 3 and 4 are folded.
-        let (result, reached) =
-            fold_partition(&registry, &store, 0, &[poison(1), poison(2), poison(3), poison(4)]).unwrap();
-        assert_eq!((result.poison, reached), (2, 5));
+        let (result, reached) = fold(&registry, &store, &[poison(1), poison(2), poison(3), poison(4)]);
+        assert_eq!((result.poison, result.already_folded, reached), (2, 2, 5));
         assert_eq!(store.next_offset(0).unwrap(), 5);
         // Nothing new: the position stays.
-        let (result, reached) = fold_partition(&registry, &store, 0, &[poison(4)]).unwrap();
-        assert_eq!((result.poison, reached), (0, 5));
+        let (result, reached) = fold(&registry, &store, &[poison(4)]);
+        assert_eq!((result.poison, result.already_folded, reached), (0, 1, 5));
     }
 
     #[test]

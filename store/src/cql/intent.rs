@@ -9,18 +9,22 @@
 //! commit-log segment: 16 MiB by default, 4 MiB in our local test node).
 
 use crate::port::{ChangeRecord, StoreError, StoreResult, TenantCommit};
+use crate::position::PartitionPosition;
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
 use scimflow_core::state::{Member, Mutation, StoredResource};
 
 /// Bytes per `pending_batches` row.
 pub const CHUNK_BYTES: usize = 512 * 1024;
-const MAGIC: &[u8; 4] = b"SFB1";
+/// Version 2 adds the tenants ahead of the watermark after the watermark; version 1 (none)
+/// is still read, so an intent left by the previous release is finished after an upgrade.
+const MAGIC: &[u8; 4] = b"SFB2";
+const MAGIC_V1: &[u8; 4] = b"SFB1";
 
 /// A decoded pending batch.
 #[derive(Debug, Clone)]
 pub struct Intent {
-    pub next_offset: u64,
+    pub position: PartitionPosition,
     pub tenants: Vec<TenantCommit>,
     pub changes: Vec<ChangeRecord>,
 }
@@ -126,10 +130,15 @@ impl<'a> Decoder<'a> {
 }
 
 /// Encodes a batch.
-pub fn encode(next_offset: u64, tenants: &[TenantCommit], changes: &[ChangeRecord]) -> Vec<u8> {
+pub fn encode(position: &PartitionPosition, tenants: &[TenantCommit], changes: &[ChangeRecord]) -> Vec<u8> {
     let mut out = Encoder::default();
     out.0.extend(MAGIC);
-    out.u64(next_offset);
+    out.u64(position.next_offset);
+    out.u32(position.tenants_ahead.len() as u32);
+    for (tenant_id, next) in &position.tenants_ahead {
+        out.str(tenant_id);
+        out.u64(*next);
+    }
     out.u32(tenants.len() as u32);
     for tenant in tenants {
         out.str(&tenant.tenant_id);
@@ -203,10 +212,18 @@ fn encode_mutation(out: &mut Encoder, mutation: &Mutation) {
 
 pub fn decode(bytes: &[u8]) -> StoreResult<Intent> {
     let mut input = Decoder { bytes };
-    if input.take(MAGIC.len())? != MAGIC {
-        return Err(corrupt("unknown format (bad magic)".into()));
+    let version_2 = match input.take(MAGIC.len())? {
+        magic if magic == MAGIC => true,
+        magic if magic == MAGIC_V1 => false,
+        _ => return Err(corrupt("unknown format (bad magic)".into())),
+    };
+    let mut position = PartitionPosition::at(input.u64()?);
+    if version_2 {
+        for _ in 0..input.count()? {
+            let tenant_id = input.string()?;
+            position.tenants_ahead.insert(tenant_id, input.u64()?);
+        }
     }
-    let next_offset = input.u64()?;
     let tenant_count = input.count()?;
     let mut tenants = Vec::with_capacity(tenant_count);
     for _ in 0..tenant_count {
@@ -228,7 +245,7 @@ pub fn decode(bytes: &[u8]) -> StoreResult<Intent> {
     if !input.bytes.is_empty() {
         return Err(corrupt(format!("{} trailing bytes", input.bytes.len())));
     }
-    Ok(Intent { next_offset, tenants, changes })
+    Ok(Intent { position, tenants, changes })
 }
 
 fn decode_mutation(input: &mut Decoder<'_>) -> StoreResult<Mutation> {
@@ -318,9 +335,10 @@ mod tests {
             ChangeRecord { offset: 41, index: 0, envelope: b"\x01\x02".to_vec() },
             ChangeRecord { offset: 41, index: 1, envelope: Vec::new() },
         ];
-        let bytes = encode(42, &tenants, &changes);
+        let position = PartitionPosition::at(42).advanced(42, [("globex", 50), ("initech", 44)]);
+        let bytes = encode(&position, &tenants, &changes);
         let decoded = decode(&bytes).unwrap();
-        assert_eq!(decoded.next_offset, 42);
+        assert_eq!(decoded.position, position);
         assert_eq!(decoded.tenants.len(), 2);
         assert_eq!(decoded.tenants[0].tenant_id, "acme");
         assert_eq!(decoded.tenants[0].mutations, tenants[0].mutations);
@@ -330,7 +348,8 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let bytes = encode(1, &[TenantCommit { tenant_id: "t".into(), mutations: vec![] }], &[]);
+        let bytes =
+            encode(&PartitionPosition::at(1), &[TenantCommit { tenant_id: "t".into(), mutations: vec![] }], &[]);
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         let mut extra = bytes.clone();
         extra.push(0);
@@ -338,5 +357,16 @@ mod tests {
         let mut magic = bytes;
         magic[0] = b'X';
         assert!(decode(&magic).is_err());
+    }
+
+    #[test]
+    fn a_version_1_intent_has_nobody_ahead() {
+        // SFB1, next offset 9, no tenants, no changes.
+        let mut bytes = b"SFB1".to_vec();
+        bytes.extend(9u64.to_be_bytes());
+        bytes.extend(0u32.to_be_bytes());
+        bytes.extend(0u32.to_be_bytes());
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.position, PartitionPosition::at(9));
     }
 }

@@ -58,7 +58,7 @@ impl CqlStore {
         let base = now_micros().max(self.last_used_timestamp().await? + 1);
         let tenants = [TenantCommit { tenant_id: tenant.to_owned(), mutations: mutations.to_vec() }];
         // A repair never clears a group (it names each membership), so the plan is rows only.
-        let plan = plan(0, base, &tenants, &[]);
+        let plan = plan(0, 0, base, &tenants, &[]);
         self.run_writes(plan.rows.iter().map(|(timestamp, write)| (*timestamp, write))).await
     }
 }

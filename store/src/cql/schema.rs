@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY ((log_partition), chunk)
         )",
     ],
+}, Migration {
+    version: 2,
+    description: "log positions carry the tenants folded ahead of the watermark",
+    statements: &["ALTER TABLE {ks}.log_positions ADD tenants_ahead blob"],
 }];
 
 /// The bucket counts of a keyspace.
@@ -96,7 +100,15 @@ pub async fn migrate(session: &Session, config: &CqlConfig) -> StoreResult<Layou
     for migration in MIGRATIONS.iter().filter(|migration| !applied.contains(&migration.version)) {
         tracing::info!(keyspace = %ks, version = migration.version, "CqlMigrationApplying");
         for statement in migration.statements {
-            ddl(statement.replace("{ks}", ks)).await?;
+            let statement = statement.replace("{ks}", ks);
+            // ALTER TABLE .. ADD has no IF NOT EXISTS: a migration interrupted after it must
+            // not fail when run again.
+            if let Some((table, column)) = added_column(&statement)
+                && column_exists(session, ks, table, column).await?
+            {
+                continue;
+            }
+            ddl(statement).await?;
         }
         if migration.version == 1 {
             record_layout(session, config).await?;
@@ -113,6 +125,29 @@ pub async fn migrate(session: &Session, config: &CqlConfig) -> StoreResult<Layou
             .map_err(|error| unavailable("schema: record migration", error))?;
     }
     read_layout(session, ks).await
+}
+
+/// The table and column of an `ALTER TABLE ks.table ADD column type` statement.
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let rest = statement.strip_prefix("ALTER TABLE ")?;
+    let (qualified, rest) = rest.split_once(" ADD ")?;
+    let table = qualified.rsplit('.').next()?;
+    let column = rest.split_whitespace().next()?;
+    Some((table, column))
+}
+
+async fn column_exists(session: &Session, ks: &str, table: &str, column: &str) -> StoreResult<bool> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? \
+             AND column_name = ?",
+            (ks, table, column),
+        )
+        .await
+        .map_err(|error| unavailable("schema: read columns", error))?
+        .into_rows_result()
+        .map_err(|error| unavailable("schema: read columns", error))?;
+    Ok(rows.rows_num() > 0)
 }
 
 async fn applied_versions(session: &Session, ks: &str) -> StoreResult<BTreeSet<i32>> {

@@ -175,13 +175,13 @@ impl Statements {
             .await?,
 
             select_position: prepare(
-                q("SELECT next_offset, last_timestamp FROM {ks}.log_positions WHERE log_partition = ?"),
+                q("SELECT next_offset, last_timestamp, tenants_ahead FROM {ks}.log_positions WHERE log_partition = ?"),
                 None,
             )
             .await?,
             upsert_position: prepare(
-                q("INSERT INTO {ks}.log_positions (log_partition, next_offset, last_timestamp) \
-                   VALUES (?, ?, ?) USING TIMESTAMP ?"),
+                q("INSERT INTO {ks}.log_positions (log_partition, next_offset, last_timestamp, tenants_ahead) \
+                   VALUES (?, ?, ?, ?) USING TIMESTAMP ?"),
                 None,
             )
             .await?,

@@ -33,6 +33,7 @@ use super::intent::{self, CHUNK_BYTES};
 use super::statements::Statements;
 use super::view::CqlView;
 use super::{CqlStore, bucket_of, now_micros, unavailable};
+use crate::position::PartitionPosition;
 use crate::port::{ChangeRecord, StoreError, StoreResult, StoreWriter, TenantCommit, TenantView};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scimflow_core::ResourceKind;
@@ -60,9 +61,9 @@ pub enum CrashPoint {
 }
 
 /// A partition's row in `log_positions`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Position {
-    pub next_offset: u64,
+    pub folded: PartitionPosition,
     pub last_timestamp: i64,
 }
 
@@ -88,7 +89,8 @@ pub(super) enum RowWrite<'a> {
     PutMemberOf { tenant: &'a str, member_id: &'a str, group: &'a str },
     DeleteMemberOf { tenant: &'a str, member_id: Cow<'a, str>, group: &'a str },
     ClearMembershipBucket { tenant: &'a str, group: &'a str, bucket: i32 },
-    PutChange { partition: u32, change: &'a ChangeRecord },
+    /// A change of the batch under its feed key and its index within the batch.
+    PutChange { partition: u32, feed_key: u64, index: u32, change: &'a ChangeRecord },
 }
 
 /// The last `ClearMembers` of one group in a batch.
@@ -110,6 +112,7 @@ pub(super) struct Plan<'a> {
 
 pub(super) fn plan<'a>(
     partition: u32,
+    feed_key: u64,
     base: i64,
     tenants: &'a [TenantCommit],
     changes: &'a [ChangeRecord],
@@ -168,8 +171,8 @@ pub(super) fn plan<'a>(
             timestamp += 1;
         }
     }
-    for change in changes {
-        rows.push((base, RowWrite::PutChange { partition, change }));
+    for (index, change) in changes.iter().enumerate() {
+        rows.push((base, RowWrite::PutChange { partition, feed_key, index: index as u32, change }));
     }
     let clears = last_clear
         .into_iter()
@@ -207,29 +210,29 @@ impl CqlStore {
     pub async fn commit_until_crash(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
         crash: CrashPoint,
     ) -> StoreResult<()> {
-        self.commit_steps(partition, next_offset, tenants, changes, Some(crash)).await
+        self.commit_steps(partition, position, tenants, changes, Some(crash)).await
     }
 
     /// [`StoreWriter::commit`], async: the steps of the module docs.
     pub async fn commit_batch(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
     ) -> StoreResult<()> {
-        self.commit_steps(partition, next_offset, tenants, changes, None).await
+        self.commit_steps(partition, position, tenants, changes, None).await
     }
 
     async fn commit_steps(
         &self,
         partition: u32,
-        next_offset: u64,
+        next: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
         crash: Option<CrashPoint>,
@@ -243,33 +246,39 @@ impl CqlStore {
                 "partition {partition} had an interrupted batch, completed now; fold again"
             )));
         }
+        if !changes.is_empty() && next.next_offset <= position.folded.next_offset {
+            return Err(StoreError::Corrupt(format!(
+                "partition {partition}: a commit with changes must raise the watermark ({} -> {})",
+                position.folded.next_offset, next.next_offset
+            )));
+        }
         let base = now_micros().max(position.last_timestamp + 1);
         let end = end_timestamp(base, tenants);
         if tenants.iter().all(|commit| commit.mutations.is_empty()) && changes.is_empty() {
             // Nothing to write but the position: already atomic, no intent needed.
-            return self.write_position(partition, next_offset, end).await;
+            return self.write_position(partition, next, end).await;
         }
-        let bytes = intent::encode(next_offset, tenants, changes);
-        self.write_intent(partition, next_offset, base, end, &bytes, crash).await?;
+        let bytes = intent::encode(next, tenants, changes);
+        self.write_intent(partition, next.next_offset, base, end, &bytes, crash).await?;
         if matches!(crash, Some(CrashPoint::BeforeIntentHeader)) {
             return Ok(());
         }
-        if !self.apply(partition, base, tenants, changes, crash).await? {
+        if !self.apply(partition, next.feed_key(), base, tenants, changes, crash).await? {
             return Ok(());
         }
-        self.write_position(partition, next_offset, end).await?;
+        self.write_position(partition, next, end).await?;
         if matches!(crash, Some(CrashPoint::BeforeIntentDelete)) {
             return Ok(());
         }
         self.delete_intent(partition, end).await
     }
 
-    /// Finishes or drops an interrupted batch of `partition`, then returns the partition's next
-    /// offset. Idempotent; [`StoreWriter::next_offset`] calls it.
-    pub async fn recover_partition(&self, partition: u32) -> StoreResult<u64> {
+    /// Finishes or drops an interrupted batch of `partition`, then returns the partition's
+    /// position. Idempotent; [`StoreWriter::position`] calls it.
+    pub async fn recover_partition(&self, partition: u32) -> StoreResult<PartitionPosition> {
         let (position, header) =
             futures_util::try_join!(self.read_position(partition), self.read_header(partition))?;
-        let Some(header) = header else { return Ok(position.next_offset) };
+        let Some(header) = header else { return Ok(position.folded) };
         let (Some(next_offset), Some(base), Some(end), Some(chunk_count), Some(total_bytes)) = (
             header.next_offset,
             header.base_timestamp,
@@ -283,39 +292,41 @@ impl CqlStore {
             let written = self.max_chunk_writetime(partition).await?;
             let deletion = now_micros().max(position.last_timestamp + 1).max(written + 1);
             self.delete_intent(partition, deletion).await?;
-            self.write_position(partition, position.next_offset, deletion).await?;
+            self.write_position(partition, &position.folded, deletion).await?;
             tracing::warn!(partition, "CqlIncompleteIntentDropped");
-            return Ok(position.next_offset);
+            return Ok(position.folded);
         };
         if position.last_timestamp < end {
             // The position was not written by this batch: replay it, identically.
             let bytes = self.read_chunks(partition, chunk_count, total_bytes).await?;
             let intent = intent::decode(&bytes)?;
-            if intent.next_offset as i64 != next_offset {
+            if intent.position.next_offset as i64 != next_offset {
                 return Err(StoreError::Corrupt(format!(
                     "pending batch of partition {partition}: header says next offset {next_offset}, body {}",
-                    intent.next_offset
+                    intent.position.next_offset
                 )));
             }
-            self.apply(partition, base, &intent.tenants, &intent.changes, None).await?;
-            self.write_position(partition, intent.next_offset, end).await?;
-            tracing::warn!(partition, next_offset = intent.next_offset, "CqlInterruptedBatchReplayed");
+            let feed_key = intent.position.feed_key();
+            self.apply(partition, feed_key, base, &intent.tenants, &intent.changes, None).await?;
+            self.write_position(partition, &intent.position, end).await?;
+            tracing::warn!(partition, next_offset = intent.position.next_offset, "CqlInterruptedBatchReplayed");
         }
         self.delete_intent(partition, end.max(position.last_timestamp)).await?;
         let recovered = self.read_position(partition).await?;
-        Ok(recovered.next_offset)
+        Ok(recovered.folded)
     }
 
     /// Steps 2 and 3; `false` when a test crash point stopped them.
     async fn apply(
         &self,
         partition: u32,
+        feed_key: u64,
         base: i64,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
         crash: Option<CrashPoint>,
     ) -> StoreResult<bool> {
-        let plan = plan(partition, base, tenants, changes);
+        let plan = plan(partition, feed_key, base, tenants, changes);
         let keep = |index: usize| match crash {
             Some(CrashPoint::AfterSomeRows { keep_one_in }) => index.checked_rem(keep_one_in) == Some(0),
             _ => true,
@@ -462,12 +473,12 @@ impl CqlStore {
                     .execute_unpaged(&s.clear_membership_bucket, (timestamp, *tenant, *group, *bucket))
                     .await
             }
-            RowWrite::PutChange { partition, change } => {
+            RowWrite::PutChange { partition, feed_key, index, change } => {
                 let values = (
                     *partition as i32,
-                    (change.offset / OFFSET_BUCKET) as i64,
-                    change.offset as i64,
-                    change.index as i32,
+                    (*feed_key / OFFSET_BUCKET) as i64,
+                    *feed_key as i64,
+                    *index as i32,
                     change.envelope.as_slice(),
                     timestamp,
                 );
@@ -489,18 +500,26 @@ impl CqlStore {
             .into_rows_result()
             .map_err(|error| unavailable("read log position", error))?;
         let row = rows
-            .maybe_first_row::<(Option<i64>, Option<i64>)>()
+            .maybe_first_row::<(Option<i64>, Option<i64>, Option<Vec<u8>>)>()
             .map_err(|error| StoreError::Corrupt(format!("log position: {error}")))?;
-        Ok(row
-            .map(|(next_offset, last_timestamp)| Position {
-                next_offset: next_offset.unwrap_or_default() as u64,
-                last_timestamp: last_timestamp.unwrap_or_default(),
-            })
-            .unwrap_or_default())
+        let Some((next_offset, last_timestamp, ahead)) = row else { return Ok(Position::default()) };
+        let tenants_ahead = PartitionPosition::decode_tenants_ahead(&ahead.unwrap_or_default())
+            .map_err(|error| StoreError::Corrupt(format!("log position of partition {partition}: {error}")))?;
+        Ok(Position {
+            folded: PartitionPosition { next_offset: next_offset.unwrap_or_default() as u64, tenants_ahead },
+            last_timestamp: last_timestamp.unwrap_or_default(),
+        })
     }
 
-    async fn write_position(&self, partition: u32, next_offset: u64, timestamp: i64) -> StoreResult<()> {
-        let values = (partition as i32, next_offset as i64, timestamp, timestamp);
+    async fn write_position(
+        &self,
+        partition: u32,
+        position: &PartitionPosition,
+        timestamp: i64,
+    ) -> StoreResult<()> {
+        // An empty blob, not null: binding null would write a tombstone with every commit.
+        let ahead = position.encode_tenants_ahead();
+        let values = (partition as i32, position.next_offset as i64, timestamp, ahead, timestamp);
         self.inner
             .session
             .execute_unpaged(&self.statements().upsert_position, values)
@@ -632,18 +651,18 @@ impl StoreWriter for CqlStore {
 
     /// Finishes an interrupted batch first (see the module docs). Blocking, like every method
     /// of this trait.
-    fn next_offset(&self, partition: u32) -> StoreResult<u64> {
+    fn position(&self, partition: u32) -> StoreResult<PartitionPosition> {
         self.block_on(self.recover_partition(partition))
     }
 
     fn commit(
         &self,
         partition: u32,
-        next_offset: u64,
+        position: &PartitionPosition,
         tenants: &[TenantCommit],
         changes: &[ChangeRecord],
     ) -> StoreResult<()> {
-        self.block_on(self.commit_steps(partition, next_offset, tenants, changes, None))
+        self.block_on(self.commit_steps(partition, position, tenants, changes, None))
     }
 
     fn changes_between(&self, partition: u32, from: u64, to: u64) -> StoreResult<Vec<ChangeRecord>> {
@@ -666,7 +685,7 @@ mod tests {
             Mutation::AddMember { group_id: "g".into(), member: member("c") },
         ];
         let tenants = [TenantCommit { tenant_id: "t".into(), mutations }];
-        let plan = plan(0, 100, &tenants, &[]);
+        let plan = plan(0, 0, 100, &tenants, &[]);
         let stamps: Vec<i64> = plan.rows.iter().map(|(timestamp, _)| *timestamp).collect();
         assert_eq!(stamps, [100, 100, 102, 102, 104, 104]);
         assert_eq!(plan.clears.len(), 1);

@@ -22,7 +22,7 @@ use scimflow_core::state::{Member, Mutation, StoredResource};
 use scimflow_core::{ResourceKind, SchemaRegistry};
 use scimflow_log::LogRecord;
 use scimflow_projector::{BatchResult, fold_records};
-use scimflow_store::{ChangeRecord, StoreReader, StoreWriter, TenantCommit};
+use scimflow_store::{ChangeRecord, PartitionPosition, StoreReader, StoreWriter, TenantCommit};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 
@@ -218,9 +218,24 @@ pub async fn fold_in_batches<S: TestStore>(
     changes
 }
 
+/// The encoded envelopes of `changes`, in order: what the feed must hold, whatever its keys.
+pub fn envelopes(changes: &[ChangeRecord]) -> Vec<Vec<u8>> {
+    changes.iter().map(|change| change.envelope.clone()).collect()
+}
+
 pub async fn commit<S: TestStore>(store: &S, partition: u32, next_offset: u64, tenants: Vec<TenantCommit>) {
+    commit_at(store, partition, PartitionPosition::at(next_offset), tenants, Vec::new()).await
+}
+
+pub async fn commit_at<S: TestStore>(
+    store: &S,
+    partition: u32,
+    position: PartitionPosition,
+    tenants: Vec<TenantCommit>,
+    changes: Vec<ChangeRecord>,
+) {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.commit(partition, next_offset, &tenants, &[]))
+    tokio::task::spawn_blocking(move || store.commit(partition, &position, &tenants, &changes))
         .await
         .expect("commit panicked")
         .expect("commit failed");
@@ -367,7 +382,8 @@ pub async fn tenants_never_see_each_others_rows<S: TestStore>(store: &S, scope: 
     assert_store_matches(store, &globex, &reference_state(&second)).await;
 }
 
-/// The change feed holds the changes of accepted commands only, under their log offsets.
+/// The change feed holds the changes of accepted commands only, in order, under the feed key
+/// of their commit (the offset below its watermark).
 pub async fn accepted_commands_publish_changes_and_rejected_ones_do_not<S: TestStore>(
     store: &S,
     scope: &Scope,
@@ -378,20 +394,21 @@ pub async fn accepted_commands_publish_changes_and_rejected_ones_do_not<S: TestS
     let rejected: Vec<_> =
         result.outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.event_id.clone()).collect();
     assert_eq!(rejected.len(), 1, "only the duplicate userName is rejected");
-    let feed = changes_between(store, scope.partition, 0, 100 + commands.len() as u64).await;
-    assert_eq!(feed, result.changes);
-    for change in &feed {
+    let watermark = 100 + commands.len() as u64;
+    let feed = changes_between(store, scope.partition, 0, watermark).await;
+    assert_eq!(envelopes(&feed), envelopes(&result.changes));
+    for (index, change) in feed.iter().enumerate() {
+        assert_eq!((change.offset, change.index), (watermark - 1, index as u32), "keyed by the commit");
+    }
+    for (change, folded) in feed.iter().zip(&result.changes) {
         let envelope = scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice()).unwrap();
-        assert_eq!(envelope.change_id, format!("{}/{}", envelope.command_event_id, change.index));
+        assert_eq!(envelope.change_id, format!("{}/{}", envelope.command_event_id, folded.index));
         assert!(!rejected.contains(&envelope.command_event_id));
     }
-    // Any sub-range returns exactly the changes of its offsets.
-    let (from, to) = (100 + 45, 100 + 52);
-    let expected: Vec<_> =
-        result.changes.iter().filter(|c| (from..to).contains(&c.offset)).cloned().collect();
-    assert!(!expected.is_empty());
-    assert_eq!(changes_between(store, scope.partition, from, to).await, expected);
-    assert!(changes_between(store, scope.partition, 0, 100).await.is_empty());
+    // A range between two watermarks holds the commits that moved between them.
+    assert_eq!(changes_between(store, scope.partition, watermark - 1, watermark).await, feed);
+    assert!(changes_between(store, scope.partition, 0, watermark - 1).await.is_empty());
+    assert!(changes_between(store, scope.partition, watermark, watermark + 10).await.is_empty());
     assert!(changes_between(store, scope.partition + 1, 0, 1000).await.is_empty(), "other partition");
 }
 
@@ -572,6 +589,42 @@ pub async fn recommitting_a_batch_is_idempotent<S: TestStore>(store: &S, scope: 
         assert_eq!(next_offset(store, scope.partition).await, next);
         assert_store_matches(store, tenant, &reference).await;
     }
+}
+
+/// A position keeps the tenants folded ahead of its watermark until the watermark passes them,
+/// and each commit's changes are keyed by its watermark: the range between two watermarks is
+/// the commits between them, whichever offsets their commands had.
+pub async fn positions_keep_the_tenants_folded_ahead<S: TestStore>(store: &S, scope: &Scope) {
+    use prost::Message;
+    let change = |id: &str| {
+        let envelope = scimflow_proto::ChangeEnvelope { change_id: id.into(), ..Default::default() };
+        ChangeRecord { offset: 0, index: 0, envelope: envelope.encode_to_vec() }
+    };
+    let partition = scope.partition;
+    let first = PartitionPosition::at(0).advanced(2, [("b", 9), ("c", 4)]);
+    commit_at(store, partition, first.clone(), Vec::new(), vec![change("b-8"), change("a-0")]).await;
+    let read = |store: &S| {
+        let store = store.clone();
+        async move { tokio::task::spawn_blocking(move || store.position(partition)).await.unwrap().unwrap() }
+    };
+    assert_eq!(read(store).await, first);
+    assert!(read(store).await.is_folded("b", 8) && !read(store).await.is_folded("a", 2));
+    let second = first.advanced(5, [("a", 5)]);
+    assert_eq!(second.tenants_ahead.len(), 1, "c's entry is passed by the watermark");
+    commit_at(store, partition, second.clone(), Vec::new(), vec![change("a-2")]).await;
+    assert_eq!(read(store).await, second);
+    let ids = |changes: Vec<ChangeRecord>| {
+        changes
+            .iter()
+            .map(|c| scimflow_proto::ChangeEnvelope::decode(c.envelope.as_slice()).unwrap().change_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(changes_between(store, partition, 0, 2).await), ["b-8", "a-0"]);
+    assert_eq!(ids(changes_between(store, partition, 2, 5).await), ["a-2"]);
+    assert_eq!(ids(changes_between(store, partition, 0, 5).await), ["b-8", "a-0", "a-2"]);
+    // Everything folded: nobody ahead any more.
+    commit_at(store, partition, second.advanced(9, []), Vec::new(), Vec::new()).await;
+    assert_eq!(read(store).await, PartitionPosition::at(9));
 }
 
 /// A batch whose commands were all rejected or poison still advances the position.
