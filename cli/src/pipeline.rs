@@ -41,10 +41,10 @@ use scimflow_log::kafka::{
     KafkaConfig, KafkaLog, KafkaLogReader, LogMetrics, OutcomeListener, ensure_topics,
 };
 use scimflow_log::{CommandLog, LogReader, OutcomeHub, WritePath};
-use scimflow_projector::kafka::lag::LagMonitor;
-use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
 use scimflow_projector::RoundLimits;
 use scimflow_projector::embedded::MAX_BATCH;
+use scimflow_projector::kafka::lag::LagMonitor;
+use scimflow_projector::kafka::{KafkaProjectorConfig, run as run_kafka_projector};
 use scimflow_projector::metrics::ProjectorMetrics;
 use scimflow_store::cql::{CqlConfig, CqlStore};
 use scimflow_store::embedded::EmbeddedStore;
@@ -256,9 +256,8 @@ impl App {
                     &store,
                     &store_metrics,
                     &projector_metrics,
-                    &embedded,
+                    EmbeddedFeed { log: &embedded, rounds: options.rounds },
                     &hub,
-                    options.rounds,
                     stop_signal,
                 ));
                 embedded_log = Some(embedded);
@@ -450,27 +449,34 @@ async fn fanout_ended(fanout: Option<&mut Fanout>) -> anyhow::Error {
     }
 }
 
+/// The embedded log the projector follows, and how it folds it.
+struct EmbeddedFeed<'a> {
+    log: &'a EmbeddedLog,
+    rounds: RoundLimits,
+}
+
 fn spawn_embedded_projector(
     registry: &Arc<SchemaRegistry>,
     store: &AnyStore,
     store_metrics: &StoreMetrics,
     projector_metrics: &ProjectorMetrics,
-    log: &EmbeddedLog,
+    feed: EmbeddedFeed<'_>,
     hub: &Arc<OutcomeHub>,
-    rounds: RoundLimits,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let (registry, log, hub) = (registry.clone(), log.clone(), hub.clone());
+    let (registry, log, hub, rounds) = (registry.clone(), feed.log.clone(), hub.clone(), feed.rounds);
     let (store_metrics, projector_metrics) = (store_metrics.clone(), projector_metrics.clone());
     match store.clone() {
         AnyStore::Embedded(store) => tokio::spawn(async move {
             let store = Arc::new(MeteredStore::new(store, store_metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop).await;
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop)
+                .await;
             Ok(())
         }),
         AnyStore::Cql(store) => tokio::spawn(async move {
             let store = Arc::new(MeteredStore::new(store, store_metrics));
-            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop).await;
+            scimflow_projector::embedded::run(registry, store, log, hub, projector_metrics, rounds, stop)
+                .await;
             Ok(())
         }),
     }

@@ -173,10 +173,10 @@ fn command_span(partition: u32, offset: u64, command: &Command) -> tracing::Span
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use prost::Message as _;
     use scimflow_core::ResourceKind;
     use scimflow_core::command::{Action, CommandMetadata};
     use scimflow_core::resource::normalize_resource;
-    use prost::Message as _;
     use scimflow_store::embedded::EmbeddedStore;
     use scimflow_store::{PartitionPosition, StoreWriter};
 
@@ -237,7 +237,8 @@ pub(crate) mod tests {
         for record in &records {
             window.push(record.clone());
         }
-        let limits = RoundLimits { max_round: 4, tenant_share: 2, window_commands: 100, window_bytes: usize::MAX };
+        let limits =
+            RoundLimits { max_round: 4, tenant_share: 2, window_commands: 100, window_bytes: usize::MAX };
         let round = window.next_round(&limits);
         let (result, position) =
             fold_round(&registry, &store, 0, &window, &round, &PartitionPosition::default()).unwrap();
@@ -251,7 +252,9 @@ pub(crate) mod tests {
         let result = fold_records(&registry, &store, 0, &records[2..]).unwrap();
         assert_eq!(result.already_folded, 1);
         assert_eq!(result.outcomes.len(), 6);
-        assert!(result.outcomes.iter().all(|outcome| outcome.result.as_ref().is_ok_and(|ok| ok.status == 201)));
+        assert!(
+            result.outcomes.iter().all(|outcome| outcome.result.as_ref().is_ok_and(|ok| ok.status == 201))
+        );
         assert_eq!(store.position(0).unwrap(), PartitionPosition::at(9));
         // The feed holds each change once: three from the first round, six from the second.
         assert_eq!(store.changes_between(0, 0, 9).unwrap().len(), 9);

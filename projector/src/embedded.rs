@@ -56,23 +56,33 @@ pub async fn run<S: StoreWriter + 'static>(
         let log_end = *end.borrow_and_update();
         // One partition; the store's watermark plays the committed offset.
         metrics.partition_position(EMBEDDED_PARTITION, 0, log_end as i64, Some(position.next_offset as i64));
-        if window.end() < log_end && !window.is_full(&limits) {
+        // Read ahead as far as the window allows: the commands of other tenants behind a
+        // backlog must be in the window for the round to give them their share.
+        let mut read_failed = false;
+        while window.end() < log_end && !window.is_full(&limits) {
             let wanted = limits.window_commands.saturating_sub(window.len()).clamp(1, limits.max_round);
             match log.read(window.end(), wanted) {
+                Ok(records) if records.is_empty() => break,
                 Ok(records) => {
                     for record in records {
                         // Folded ahead of the watermark before a restart: not again.
                         if !already_folded(position, &record) {
                             window.push(record);
+                        } else {
+                            window.skip(record.offset);
                         }
                     }
                 }
                 Err(error) => {
                     tracing::error!(error = %error, "ProjectorLogReadFailed");
-                    tokio::time::sleep(retry_delay).await;
-                    continue;
+                    read_failed = true;
+                    break;
                 }
             }
+        }
+        if read_failed {
+            tokio::time::sleep(retry_delay).await;
+            continue;
         }
         if window.is_empty() {
             if window.end() < log_end {
@@ -92,8 +102,14 @@ pub async fn run<S: StoreWriter + 'static>(
         let (mut owned_window, owned_position) = (std::mem::take(window), position.clone());
         let (registry_ref, store_ref) = (registry.clone(), store.clone());
         let folded = tokio::task::spawn_blocking(move || {
-            let folded =
-                fold_round(&registry_ref, &*store_ref, EMBEDDED_PARTITION, &owned_window, &round, &owned_position);
+            let folded = fold_round(
+                &registry_ref,
+                &*store_ref,
+                EMBEDDED_PARTITION,
+                &owned_window,
+                &round,
+                &owned_position,
+            );
             if folded.is_ok() {
                 owned_window.remove(&round);
             }

@@ -99,6 +99,12 @@ impl Window {
         self.pending.push_back(PendingCommand { offset: record.offset, command, bytes, tenant });
     }
 
+    /// Notes a record that needs no folding (folded ahead of the watermark before a restart):
+    /// the window reads on after it.
+    pub fn skip(&mut self, offset: u64) {
+        self.end = self.end.max(offset + 1);
+    }
+
     fn intern(&mut self, tenant_id: &str) -> u32 {
         if let Some(index) = self.tenant_index.get(tenant_id) {
             return *index;

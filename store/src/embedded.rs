@@ -17,11 +17,11 @@
 //! back to a checkpoint whose log position is committed with it, from where the projector
 //! re-folds deterministically.
 
-use crate::position::PartitionPosition;
 use crate::port::{
     ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
     TenantView,
 };
+use crate::position::PartitionPosition;
 use async_trait::async_trait;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -511,10 +511,13 @@ impl StoreWriter for EmbeddedStore {
     fn position(&self, partition: u32) -> StoreResult<PartitionPosition> {
         let txn = self.read()?;
         let positions = txn.open_table(POSITIONS).map_err(unavailable)?;
-        let next_offset = positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
+        let next_offset =
+            positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
         let ahead = txn.open_table(TENANTS_AHEAD).map_err(unavailable)?;
         let tenants_ahead = match ahead.get(partition).map_err(unavailable)? {
-            Some(bytes) => PartitionPosition::decode_tenants_ahead(bytes.value()).map_err(StoreError::Corrupt)?,
+            Some(bytes) => {
+                PartitionPosition::decode_tenants_ahead(bytes.value()).map_err(StoreError::Corrupt)?
+            }
             None => Default::default(),
         };
         Ok(PartitionPosition { next_offset, tenants_ahead })
@@ -542,7 +545,8 @@ impl StoreWriter for EmbeddedStore {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
         if !changes.is_empty() {
             let positions = txn.open_table(POSITIONS).map_err(unavailable)?;
-            let current = positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
+            let current =
+                positions.get(partition).map_err(unavailable)?.map(|offset| offset.value()).unwrap_or(0);
             drop(positions);
             if position.next_offset <= current {
                 return Err(StoreError::Corrupt(format!(

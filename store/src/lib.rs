@@ -24,8 +24,8 @@ pub mod port;
 pub mod position;
 pub mod tenants;
 
-pub use position::PartitionPosition;
 pub use port::{
     ChangeRecord, StoreError, StoreMaintenance, StoreReader, StoreResult, StoreWriter, TenantCommit,
     TenantView,
 };
+pub use position::PartitionPosition;

@@ -13,8 +13,8 @@
 //!
 //! Decorating the ports keeps the adapters free of metrics and measures every adapter alike.
 
-use crate::position::PartitionPosition;
 use crate::port::{ChangeRecord, StoreReader, StoreResult, StoreWriter, TenantCommit, TenantView};
+use crate::position::PartitionPosition;
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use scimflow_core::ResourceKind;

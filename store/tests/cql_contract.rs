@@ -256,7 +256,11 @@ async fn a_commit_over_an_interrupted_batch_is_refused() {
     };
     let refused = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.commit(partition, &PartitionPosition::at(999), &[late], &[])).await.unwrap()
+        tokio::task::spawn_blocking(move || {
+            store.commit(partition, &PartitionPosition::at(999), &[late], &[])
+        })
+        .await
+        .unwrap()
     };
     assert!(
         matches!(refused, Err(StoreError::Unavailable(ref message)) if message.contains("fold again")),

@@ -15,8 +15,8 @@ use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
 use crate::batch::{BatchResult, fold_round};
-use crate::window::{RoundLimits, Window};
 use crate::metrics::TransactionResult;
+use crate::window::{RoundLimits, Window};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -140,7 +140,6 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     outcomes: OutcomePublisher,
     hub: Option<Arc<OutcomeHub>>,
     topics: TopicNames,
-    max_batch: usize,
     rounds: RoundLimits,
     partitions: BTreeMap<u32, PartitionState>,
     control: Arc<Control>,
@@ -217,7 +216,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
             outcomes,
             hub,
             topics,
-            max_batch: config.max_batch.max(1),
             rounds: RoundLimits {
                 tenant_share: config.tenant_share.max(1),
                 ..RoundLimits::for_round(config.max_batch)
@@ -450,13 +448,20 @@ impl<S: StoreWriter + 'static> Worker<S> {
         let busy = self.partitions.values().any(|state| state.foldable(now));
         let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
         let mut taken = 0;
-        while taken < self.max_batch {
+        // Everything already fetched, up to the windows' size: the commands of other tenants
+        // behind one tenant's backlog must reach the window for the round to give them their
+        // share. A full window pauses its partition.
+        while taken < self.rounds.window_commands {
             match self.consumer.poll(timeout) {
                 // Nothing available now, or a rebalance was served (handled before folding).
                 None => break,
                 Some(Ok(message)) => {
-                    if let Some(partition) = take_record(&mut self.partitions, &self.topics.commands, &message)
-                        && self.partitions.get(&partition).is_some_and(|state| state.window.is_full(&self.rounds))
+                    if let Some(partition) =
+                        take_record(&mut self.partitions, &self.topics.commands, &message)
+                        && self
+                            .partitions
+                            .get(&partition)
+                            .is_some_and(|state| state.window.is_full(&self.rounds))
                     {
                         // Read no further ahead until rounds make room.
                         self.set_paused(partition, true);
@@ -806,7 +811,8 @@ mod tests {
 
     #[test]
     fn records_below_the_store_position_are_never_folded_again() {
-        let _turn = crate::batch::tests::SPAN_CALLSITES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn =
+            crate::batch::tests::SPAN_CALLSITES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let registry = SchemaRegistry::standard();
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();

@@ -348,8 +348,11 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let bytes =
-            encode(&PartitionPosition::at(1), &[TenantCommit { tenant_id: "t".into(), mutations: vec![] }], &[]);
+        let bytes = encode(
+            &PartitionPosition::at(1),
+            &[TenantCommit { tenant_id: "t".into(), mutations: vec![] }],
+            &[],
+        );
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         let mut extra = bytes.clone();
         extra.push(0);

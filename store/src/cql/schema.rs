@@ -21,48 +21,51 @@ pub struct Migration {
 }
 
 /// All migrations, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial layout: bucketed resources and memberships, lookup index, reverse \
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial layout: bucketed resources and memberships, lookup index, reverse \
                   membership index, log positions, change feed, pending batches",
-    statements: &[
-        // Fixed at keyspace creation: the bucket counts every stored row depends on.
-        "CREATE TABLE IF NOT EXISTS {ks}.store_settings (name text PRIMARY KEY, value bigint)",
-        "CREATE TABLE IF NOT EXISTS {ks}.resources (
+        statements: &[
+            // Fixed at keyspace creation: the bucket counts every stored row depends on.
+            "CREATE TABLE IF NOT EXISTS {ks}.store_settings (name text PRIMARY KEY, value bigint)",
+            "CREATE TABLE IF NOT EXISTS {ks}.resources (
             tenant text, kind text, bucket int, id text, version bigint, body text,
             PRIMARY KEY ((tenant, kind, bucket), id)
         ) WITH CLUSTERING ORDER BY (id ASC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.lookup_index (
+            "CREATE TABLE IF NOT EXISTS {ks}.lookup_index (
             tenant text, kind text, index_name text, index_key text, id text,
             PRIMARY KEY ((tenant, kind, index_name, index_key), id)
         )",
-        "CREATE TABLE IF NOT EXISTS {ks}.memberships (
+            "CREATE TABLE IF NOT EXISTS {ks}.memberships (
             tenant text, group_id text, bucket int, member_id text, member_kind text, display text,
             PRIMARY KEY ((tenant, group_id, bucket), member_id)
         ) WITH CLUSTERING ORDER BY (member_id ASC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.member_of (
+            "CREATE TABLE IF NOT EXISTS {ks}.member_of (
             tenant text, member_id text, group_id text,
             PRIMARY KEY ((tenant, member_id), group_id)
         )",
-        "CREATE TABLE IF NOT EXISTS {ks}.log_positions (
+            "CREATE TABLE IF NOT EXISTS {ks}.log_positions (
             log_partition int PRIMARY KEY, next_offset bigint, last_timestamp bigint
         )",
-        "CREATE TABLE IF NOT EXISTS {ks}.changes (
+            "CREATE TABLE IF NOT EXISTS {ks}.changes (
             log_partition int, offset_bucket bigint, log_offset bigint, change_index int, envelope blob,
             PRIMARY KEY ((log_partition, offset_bucket), log_offset, change_index)
         )",
-        "CREATE TABLE IF NOT EXISTS {ks}.pending_batches (
+            "CREATE TABLE IF NOT EXISTS {ks}.pending_batches (
             log_partition int, chunk int, data blob,
             next_offset bigint static, base_timestamp bigint static, end_timestamp bigint static,
             chunk_count int static, total_bytes bigint static,
             PRIMARY KEY ((log_partition), chunk)
         )",
-    ],
-}, Migration {
-    version: 2,
-    description: "log positions carry the tenants folded ahead of the watermark",
-    statements: &["ALTER TABLE {ks}.log_positions ADD tenants_ahead blob"],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "log positions carry the tenants folded ahead of the watermark",
+        statements: &["ALTER TABLE {ks}.log_positions ADD tenants_ahead blob"],
+    },
+];
 
 /// The bucket counts of a keyspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

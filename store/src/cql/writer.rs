@@ -33,8 +33,8 @@ use super::intent::{self, CHUNK_BYTES};
 use super::statements::Statements;
 use super::view::CqlView;
 use super::{CqlStore, bucket_of, now_micros, unavailable};
-use crate::position::PartitionPosition;
 use crate::port::{ChangeRecord, StoreError, StoreResult, StoreWriter, TenantCommit, TenantView};
+use crate::position::PartitionPosition;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scimflow_core::ResourceKind;
 use scimflow_core::index::IndexName;
@@ -80,17 +80,63 @@ struct Header {
 
 /// One row write of a mutation.
 pub(super) enum RowWrite<'a> {
-    PutResource { tenant: &'a str, kind: ResourceKind, id: &'a str, stored: &'a StoredResource },
-    DeleteResource { tenant: &'a str, kind: ResourceKind, id: &'a str },
-    PutIndex { tenant: &'a str, kind: ResourceKind, index: IndexName, key: &'a str, id: &'a str },
-    DeleteIndex { tenant: &'a str, kind: ResourceKind, index: IndexName, key: &'a str, id: &'a str },
-    PutMembership { tenant: &'a str, group: &'a str, member: &'a Member },
-    DeleteMembership { tenant: &'a str, group: &'a str, member_id: &'a str },
-    PutMemberOf { tenant: &'a str, member_id: &'a str, group: &'a str },
-    DeleteMemberOf { tenant: &'a str, member_id: Cow<'a, str>, group: &'a str },
-    ClearMembershipBucket { tenant: &'a str, group: &'a str, bucket: i32 },
+    PutResource {
+        tenant: &'a str,
+        kind: ResourceKind,
+        id: &'a str,
+        stored: &'a StoredResource,
+    },
+    DeleteResource {
+        tenant: &'a str,
+        kind: ResourceKind,
+        id: &'a str,
+    },
+    PutIndex {
+        tenant: &'a str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &'a str,
+        id: &'a str,
+    },
+    DeleteIndex {
+        tenant: &'a str,
+        kind: ResourceKind,
+        index: IndexName,
+        key: &'a str,
+        id: &'a str,
+    },
+    PutMembership {
+        tenant: &'a str,
+        group: &'a str,
+        member: &'a Member,
+    },
+    DeleteMembership {
+        tenant: &'a str,
+        group: &'a str,
+        member_id: &'a str,
+    },
+    PutMemberOf {
+        tenant: &'a str,
+        member_id: &'a str,
+        group: &'a str,
+    },
+    DeleteMemberOf {
+        tenant: &'a str,
+        member_id: Cow<'a, str>,
+        group: &'a str,
+    },
+    ClearMembershipBucket {
+        tenant: &'a str,
+        group: &'a str,
+        bucket: i32,
+    },
     /// A change of the batch under its feed key and its index within the batch.
-    PutChange { partition: u32, feed_key: u64, index: u32, change: &'a ChangeRecord },
+    PutChange {
+        partition: u32,
+        feed_key: u64,
+        index: u32,
+        change: &'a ChangeRecord,
+    },
 }
 
 /// The last `ClearMembers` of one group in a batch.
@@ -309,7 +355,11 @@ impl CqlStore {
             let feed_key = intent.position.feed_key();
             self.apply(partition, feed_key, base, &intent.tenants, &intent.changes, None).await?;
             self.write_position(partition, &intent.position, end).await?;
-            tracing::warn!(partition, next_offset = intent.position.next_offset, "CqlInterruptedBatchReplayed");
+            tracing::warn!(
+                partition,
+                next_offset = intent.position.next_offset,
+                "CqlInterruptedBatchReplayed"
+            );
         }
         self.delete_intent(partition, end.max(position.last_timestamp)).await?;
         let recovered = self.read_position(partition).await?;
@@ -503,8 +553,10 @@ impl CqlStore {
             .maybe_first_row::<(Option<i64>, Option<i64>, Option<Vec<u8>>)>()
             .map_err(|error| StoreError::Corrupt(format!("log position: {error}")))?;
         let Some((next_offset, last_timestamp, ahead)) = row else { return Ok(Position::default()) };
-        let tenants_ahead = PartitionPosition::decode_tenants_ahead(&ahead.unwrap_or_default())
-            .map_err(|error| StoreError::Corrupt(format!("log position of partition {partition}: {error}")))?;
+        let tenants_ahead =
+            PartitionPosition::decode_tenants_ahead(&ahead.unwrap_or_default()).map_err(|error| {
+                StoreError::Corrupt(format!("log position of partition {partition}: {error}"))
+            })?;
         Ok(Position {
             folded: PartitionPosition { next_offset: next_offset.unwrap_or_default() as u64, tenants_ahead },
             last_timestamp: last_timestamp.unwrap_or_default(),
