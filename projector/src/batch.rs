@@ -65,17 +65,20 @@ pub fn fold_round<S: StoreWriter + ?Sized>(
     );
     let _in_batch = batch_span.enter();
     let mut result = BatchResult::default();
-    let mut by_tenant: BTreeMap<&str, Vec<(u64, &Command)>> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<String, Vec<(u64, Command)>> = BTreeMap::new();
     for index in &round.taken {
         let pending = window.get(*index);
-        match &pending.command {
-            _ if pending.offset < position.next_offset => result.already_folded += 1,
+        if pending.offset < position.next_offset {
+            result.already_folded += 1;
+            continue;
+        }
+        match pending.decode() {
             Ok(command) if position.is_folded(&command.tenant_id, pending.offset) => {
                 result.already_folded += 1;
             }
             Ok(command) => {
                 trace_context::link_to(&batch_span, &command.metadata.traceparent);
-                by_tenant.entry(command.tenant_id.as_str()).or_default().push((pending.offset, command))
+                by_tenant.entry(command.tenant_id.clone()).or_default().push((pending.offset, command))
             }
             Err(error) => {
                 tracing::error!(partition, offset = pending.offset, error = %error, "PoisonCommandSkipped");
@@ -85,18 +88,19 @@ pub fn fold_round<S: StoreWriter + ?Sized>(
     }
     let mut commits = Vec::with_capacity(by_tenant.len());
     let mut folded_until = Vec::with_capacity(by_tenant.len());
-    for (tenant_id, commands) in by_tenant {
+    for (tenant_id, commands) in &by_tenant {
+        let tenant_id = tenant_id.as_str();
         let view = store.tenant_view(tenant_id)?;
         view.warm(&mut |probe| {
             let mut fold = BatchFold::new(registry, probe);
-            for (_, command) in &commands {
+            for (_, command) in commands {
                 let _ = fold.fold(command);
             }
         });
         let mut fold = BatchFold::new(registry, &*view);
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
-        for (offset, command) in &commands {
+        for (offset, command) in commands {
             let apply_span = command_span(partition, *offset, command);
             let _applying = apply_span.enter();
             let decision = fold.fold(command);

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 /// Most commands folded into one store commit.
 pub const MAX_BATCH: usize = 2048;
+/// Most records read from the log at once.
+const READ_CHUNK: usize = 4096;
 
 /// Runs until `shutdown` turns true, after folding everything appended before that. Reports
 /// folds and its lag behind the log into `metrics` (partition 0).
@@ -56,39 +58,18 @@ pub async fn run<S: StoreWriter + 'static>(
         let log_end = *end.borrow_and_update();
         // One partition; the store's watermark plays the committed offset.
         metrics.partition_position(EMBEDDED_PARTITION, 0, log_end as i64, Some(position.next_offset as i64));
-        // Read ahead as far as the window allows: the commands of other tenants behind a
-        // backlog must be in the window for the round to give them their share.
-        let mut read_failed = false;
-        while window.end() < log_end && !window.is_full(&limits) {
-            let wanted = limits.window_commands.saturating_sub(window.len()).clamp(1, limits.max_round);
-            match log.read(window.end(), wanted) {
-                Ok(records) if records.is_empty() => break,
-                Ok(records) => {
-                    for record in records {
-                        // Folded ahead of the watermark before a restart: not again.
-                        if !already_folded(position, &record) {
-                            window.push(record);
-                        } else {
-                            window.skip(record.offset);
-                        }
-                    }
-                }
+        // Nothing to fold in the window: read the next records before anything else.
+        if window.is_empty() && window.end() < log_end {
+            match log.read(window.end(), READ_CHUNK) {
+                Ok(records) => take_records(window, position, records),
                 Err(error) => {
                     tracing::error!(error = %error, "ProjectorLogReadFailed");
-                    read_failed = true;
-                    break;
+                    tokio::time::sleep(retry_delay).await;
                 }
             }
-        }
-        if read_failed {
-            tokio::time::sleep(retry_delay).await;
             continue;
         }
         if window.is_empty() {
-            if window.end() < log_end {
-                // Everything read was folded already; read on.
-                continue;
-            }
             if *shutdown.borrow() {
                 return;
             }
@@ -99,9 +80,17 @@ pub async fn run<S: StoreWriter + 'static>(
             continue;
         }
         let round = window.next_round(&limits);
+        // While the round folds, the next records are read: the window runs ahead of the fold
+        // (commands of other tenants behind a backlog must reach it to get their share) without
+        // the reading adding to any round's latency.
+        let read_ahead = (window.end() < log_end && !window.is_full(&limits)).then(|| {
+            let (log, from) = (log.clone(), window.end());
+            let wanted = limits.window_commands.saturating_sub(window.len()).clamp(1, READ_CHUNK);
+            tokio::task::spawn_blocking(move || log.read(from, wanted))
+        });
         let (mut owned_window, owned_position) = (std::mem::take(window), position.clone());
         let (registry_ref, store_ref) = (registry.clone(), store.clone());
-        let folded = tokio::task::spawn_blocking(move || {
+        let folding = tokio::task::spawn_blocking(move || {
             let folded = fold_round(
                 &registry_ref,
                 &*store_ref,
@@ -114,8 +103,8 @@ pub async fn run<S: StoreWriter + 'static>(
                 owned_window.remove(&round);
             }
             (owned_window, folded)
-        })
-        .await;
+        });
+        let folded = folding.await;
         match folded {
             Ok((returned_window, Ok((result, next)))) => {
                 retry_delay = Duration::from_millis(50);
@@ -129,6 +118,14 @@ pub async fn run<S: StoreWriter + 'static>(
                 );
                 for outcome in result.outcomes {
                     hub.deliver(outcome);
+                }
+                // Only after the outcomes: the read must not delay a single answer.
+                if let Some(reading) = read_ahead {
+                    match reading.await {
+                        Ok(Ok(records)) => take_records(window, position, records),
+                        Ok(Err(error)) => tracing::error!(error = %error, "ProjectorLogReadFailed"),
+                        Err(join_error) => tracing::error!(error = %join_error, "ProjectorLogReadPanicked"),
+                    }
                 }
             }
             Ok((_, Err(error))) => {
@@ -147,6 +144,18 @@ pub async fn run<S: StoreWriter + 'static>(
     }
 }
 
+/// Adds records read from the log to the window, except those `position` counts as folded.
+fn take_records(window: &mut Window, position: &PartitionPosition, records: Vec<scimflow_log::LogRecord>) {
+    for record in records {
+        // Folded ahead of the watermark before a restart: not again.
+        if already_folded(position, &record) {
+            window.skip(record.offset);
+        } else {
+            window.push(record);
+        }
+    }
+}
+
 /// Whether `record` is a command `position` counts as folded (decoding only its tenant).
 fn already_folded(position: &PartitionPosition, record: &scimflow_log::LogRecord) -> bool {
     if record.offset < position.next_offset {
@@ -157,8 +166,6 @@ fn already_folded(position: &PartitionPosition, record: &scimflow_log::LogRecord
         Some(horizon) if record.offset < *horizon => {}
         _ => return false,
     }
-    match scimflow_core::command::Command::decode(&record.payload) {
-        Ok(command) => position.is_folded(&command.tenant_id, record.offset),
-        Err(_) => false,
-    }
+    crate::window::tenant_of(&record.payload)
+        .is_some_and(|tenant_id| position.is_folded(&tenant_id, record.offset))
 }

@@ -2,24 +2,32 @@
 //!
 //! A partition is one ordered stream for many tenants. Folding it strictly in log order would
 //! make every tenant wait behind the backlog of the busiest one. Tenants are independent (a
-//! tenant's state depends only on its own commands, in log order), so a round takes at most a
-//! bounded share of each tenant's oldest pending commands: a busy tenant's backlog is folded a
-//! share at a time while the commands of the others, read ahead past it, are folded in the very
-//! next round. Within a tenant the order is always the log order; the partition's
+//! tenant's state depends only on its own commands, in log order), so while several tenants
+//! have commands waiting, a round takes at most `tenant_share` of each one's oldest: a busy
+//! tenant's backlog is folded a share at a time, in small rounds, while the commands of the
+//! others, read ahead past it, are folded in the very next round. A tenant alone gets whole
+//! rounds. Within a tenant the order is always the log order; the partition's
 //! [`PartitionPosition`](scimflow_store::PartitionPosition) records who is folded how far.
+//!
+//! The window holds the records as read (payload bytes and tenant, the only field decoded
+//! here), so its memory is bounded by the payload bytes; commands are decoded when folded.
 
 use scimflow_core::command::Command;
 use scimflow_log::LogRecord;
 use std::collections::{HashMap, VecDeque};
+
+/// A tenant's share of a round while others wait: see `scimflow-bench backlog` in the README
+/// for what it trades (a quiet tenant's latency against the busy one's round size).
+pub const DEFAULT_TENANT_SHARE: usize = 32;
 
 /// How much one round folds and how far the window reads ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundLimits {
     /// Most commands folded in one round (one store commit).
     pub max_round: usize,
-    /// Most commands of one tenant in a round while other tenants have commands waiting. A
-    /// tenant alone in the window gets the whole round (the share is `max_round` divided by the
-    /// tenants waiting, never less than this).
+    /// Most commands of one tenant in a round while other tenants have commands waiting (a
+    /// tenant alone in the window gets the whole round). Smaller shares make smaller rounds
+    /// while tenants compete, so a quiet tenant's command waits less behind a busy one's.
     pub tenant_share: usize,
     /// Most commands held in the window; reading stops (Kafka: the partition pauses) while full.
     pub window_commands: usize,
@@ -28,16 +36,23 @@ pub struct RoundLimits {
 }
 
 impl RoundLimits {
-    /// `max_round` per round, a share of a quarter of it per tenant (at least 1), and a window
-    /// of 16 rounds or 64 MiB.
+    /// `max_round` per round, [`DEFAULT_TENANT_SHARE`] per tenant (at most the round), and a
+    /// window of 64 rounds or 64 MiB of payload.
     pub fn for_round(max_round: usize) -> Self {
         let max_round = max_round.max(1);
         RoundLimits {
             max_round,
-            tenant_share: (max_round / 4).max(1),
-            window_commands: max_round * 16,
+            tenant_share: DEFAULT_TENANT_SHARE.min(max_round),
+            window_commands: max_round * 64,
             window_bytes: 64 * 1024 * 1024,
         }
+    }
+
+    /// A tenant alone in the window gets rounds of four shares (at most `max_round`): large
+    /// enough to fold a backlog fast, small enough that a command of another tenant arriving
+    /// meanwhile waits for one short round, not a long one.
+    pub fn lone_round(&self) -> usize {
+        self.tenant_share.max(1).saturating_mul(4).min(self.max_round)
     }
 
     /// Everything at once, in log order: replay, where nobody waits.
@@ -51,15 +66,38 @@ impl RoundLimits {
     }
 }
 
-/// A command read from the log, decoded once.
+/// A record read from the log, waiting to be folded.
 #[derive(Debug)]
 pub struct PendingCommand {
     pub offset: u64,
-    /// The command, or why it could not be decoded (poison: skipped, never blocking anything).
-    pub command: Result<Command, String>,
-    bytes: usize,
-    /// The tenant's index in the window's tenant table; poison has none.
+    /// The encoded command.
+    pub payload: Vec<u8>,
+    /// The tenant's index in the window's tenant table; a record without a readable tenant
+    /// (poison) has none.
     tenant: Option<u32>,
+}
+
+/// The tenant of an encoded command, decoding nothing else; `None` for a record without one.
+pub fn tenant_of(payload: &[u8]) -> Option<String> {
+    <TenantOfCommand as prost::Message>::decode(payload)
+        .ok()
+        .map(|decoded| decoded.tenant_id)
+        .filter(|tenant_id| !tenant_id.is_empty())
+}
+
+impl PendingCommand {
+    /// The command, or why it cannot be decoded (poison: skipped, never blocking anything).
+    pub fn decode(&self) -> Result<Command, String> {
+        Command::decode(&self.payload).map_err(|error| error.to_string())
+    }
+}
+
+/// Just the tenant of an encoded `CommandEnvelope` (field 3); prost skips the other fields, so
+/// the window learns whose a record is without decoding the resource in it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TenantOfCommand {
+    #[prost(string, tag = "3")]
+    tenant_id: String,
 }
 
 /// Pending commands of one partition, in offset order.
@@ -88,15 +126,13 @@ impl Window {
 
     /// Adds the next record of the partition (offsets must increase).
     pub fn push(&mut self, record: LogRecord) {
-        let bytes = record.payload.len();
-        let command = Command::decode(&record.payload).map_err(|error| error.to_string());
-        let tenant = command.as_ref().ok().map(|command| self.intern(&command.tenant_id));
+        let tenant = tenant_of(&record.payload).map(|tenant_id| self.intern(&tenant_id));
         if let Some(tenant) = tenant {
             self.tenant_pending[tenant as usize] += 1;
         }
         self.end = self.end.max(record.offset + 1);
-        self.bytes += bytes;
-        self.pending.push_back(PendingCommand { offset: record.offset, command, bytes, tenant });
+        self.bytes += record.payload.len();
+        self.pending.push_back(PendingCommand { offset: record.offset, payload: record.payload, tenant });
     }
 
     /// Notes a record that needs no folding (folded ahead of the watermark before a restart):
@@ -138,11 +174,11 @@ impl Window {
     }
 
     /// The next round: commands in offset order, each tenant's oldest first, at most its share
-    /// (`tenant_share`, or more when few tenants wait) and at most `max_round` in all. The
-    /// oldest pending command is always taken, so every round raises the watermark.
+    /// (`tenant_share`; the whole round for a tenant alone) and at most `max_round` in all.
+    /// The oldest pending command is always taken, so every round raises the watermark.
     pub fn next_round(&self, limits: &RoundLimits) -> Round {
-        let waiting = self.tenant_pending.iter().filter(|count| **count > 0).count().max(1);
-        let share = limits.tenant_share.max(limits.max_round / waiting).max(1);
+        let waiting = self.tenant_pending.iter().filter(|count| **count > 0).count();
+        let share = if waiting > 1 { limits.tenant_share.max(1) } else { limits.lone_round() };
         let mut taken_per_tenant = vec![0usize; self.tenant_pending.len()];
         let mut taken = Vec::new();
         for (index, pending) in self.pending.iter().enumerate() {
@@ -185,7 +221,7 @@ impl Window {
         self.pending.retain(|pending| {
             let keep = if taken.peek() == Some(&&index) {
                 taken.next();
-                bytes -= pending.bytes;
+                bytes -= pending.payload.len();
                 if let Some(tenant) = pending.tenant {
                     tenant_pending[tenant as usize] -= 1;
                 }
@@ -251,7 +287,7 @@ mod tests {
         // Tenant a has 8 commands waiting before b's one.
         let window = window(&["a", "a", "a", "a", "a", "a", "a", "a", "b"]);
         let round = window.next_round(&limits(4, 2));
-        // Two waiting tenants: a share of max(2, 4 / 2) = 2 each.
+        // Two waiting tenants: a share of 2 each.
         assert_eq!(offsets(&window, &round), vec![0, 1, 8]);
         assert_eq!(window.watermark_after(&round), 2);
     }

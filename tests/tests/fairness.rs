@@ -101,9 +101,9 @@ async fn a_backlog_of_one_tenant_does_not_delay_another(log: LogKind, fresh: Opt
         "{log:?}: {BACKLOG} commands appended in {appended_in:?}; {folded_before} folded before the quiet \
          tenant's write, answered in {answered_in:?}, {folded_when_answered} folded then"
     );
-    // The quiet tenant's command enters the projector's window (16 rounds of 2,048) once fewer
-    // than that many of the busy tenant's are ahead of it, and is folded in the next round:
-    // after ~9,300 of the 40,000. Folding in log order would answer it after all 40,000.
+    // The projector reads up to 64 rounds of 2,048 ahead, so the quiet tenant's command is in
+    // its window at once and folded in one of the next (small, shared) rounds. Folding in log
+    // order would answer it only after all 40,000.
     assert!(
         folded_when_answered <= (BACKLOG * 3 / 4) as u64,
         "the quiet tenant's write waited for most of the backlog \

@@ -10,6 +10,7 @@ use scimflow_ingest_api::limits::{LimitsConfig, TenantLimits};
 use scimflow_log::kafka::KafkaConfig;
 use scimflow_projector::RoundLimits;
 use scimflow_projector::kafka::KafkaProjectorConfig;
+use scimflow_projector::window::DEFAULT_TENANT_SHARE;
 use scimflow_store::cql::CqlConfig;
 use scimflow_store::cql::config::{Replication, parse_consistency};
 use std::time::Duration;
@@ -77,7 +78,7 @@ impl Settings {
             config.instance_id = instance_id.clone();
         }
         config.max_batch = projector.max_batch;
-        config.tenant_share = projector.tenant_share;
+        config.tenant_share = projector.tenant_share.unwrap_or(KafkaProjectorConfig::DEFAULT_TENANT_SHARE);
         config.transaction_timeout = Duration::from_millis(projector.transaction_timeout_ms);
         config
     }
@@ -119,7 +120,7 @@ impl Settings {
             // Only `serve` runs fanout in the process; it sets this itself.
             fanout: None,
             rounds: RoundLimits {
-                tenant_share: self.projector.tenant_share,
+                tenant_share: self.projector.tenant_share.unwrap_or(DEFAULT_TENANT_SHARE),
                 ..RoundLimits::for_round(self.projector.max_batch)
             },
         })

@@ -116,7 +116,11 @@ pub fn apply_env(settings: &mut Settings, vars: &BTreeMap<String, String>) -> Ve
         projector.instance_id = Some(instance.to_owned());
     }
     env.parse("SCIMFLOW_PROJECTOR_MAX_BATCH", "projector.max_batch", &mut projector.max_batch);
-    env.parse("SCIMFLOW_PROJECTOR_TENANT_SHARE", "projector.tenant_share", &mut projector.tenant_share);
+    let mut tenant_share = projector.tenant_share.unwrap_or_default();
+    env.parse("SCIMFLOW_PROJECTOR_TENANT_SHARE", "projector.tenant_share", &mut tenant_share);
+    if env.get("SCIMFLOW_PROJECTOR_TENANT_SHARE").is_some() {
+        projector.tenant_share = Some(tenant_share);
+    }
     env.parse(
         "SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS",
         "projector.transaction_timeout_ms",

@@ -229,8 +229,11 @@ pub struct ProjectorSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     pub max_batch: usize,
-    /// Most commands of one tenant in a round while other tenants of its partition wait.
-    pub tenant_share: usize,
+    /// Most commands of one tenant in a round while other tenants of its partition wait;
+    /// unset: 32 on the embedded log (rounds are cheap), 512 on Kafka (each round is a
+    /// transaction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_share: Option<usize>,
     pub transaction_timeout_ms: u64,
 }
 
@@ -241,7 +244,7 @@ impl Default for ProjectorSettings {
             group_id: KafkaProjectorConfig::DEFAULT_GROUP_ID.to_owned(),
             instance_id: None,
             max_batch: KafkaProjectorConfig::DEFAULT_MAX_BATCH,
-            tenant_share: KafkaProjectorConfig::DEFAULT_TENANT_SHARE,
+            tenant_share: None,
             transaction_timeout_ms: KafkaProjectorConfig::DEFAULT_TRANSACTION_TIMEOUT.as_millis() as u64,
         }
     }

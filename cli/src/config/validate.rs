@@ -167,7 +167,7 @@ fn validate_projector(projector: &ProjectorSettings, errors: &mut Vec<FieldError
     if projector.max_batch == 0 {
         errors.push(FieldError::new("projector.max_batch", "must be at least 1"));
     }
-    if projector.tenant_share == 0 {
+    if projector.tenant_share == Some(0) {
         errors.push(FieldError::new("projector.tenant_share", "must be at least 1"));
     }
     if projector.transaction_timeout_ms < 1000 {

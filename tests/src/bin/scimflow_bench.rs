@@ -11,6 +11,8 @@
 //!   RSS of this process (API + projector) and of the Kafka / Cassandra JVMs after each group. `--page-all` also pages every
 //!   member through `GET /Groups/{id}/members?count=1000&cursor=..` at each size (time, peak
 //!   RSS, and that exactly the group's members come back, in id order).
+//! - `backlog`: a quiet tenant's write latency while a busy tenant's backlog on the same
+//!   partition is folded, against the same tenant alone (see [`backlog`]).
 //! - `noisy`: the noisy-neighbour benchmark: tenant B's latency in alternating phases alone and
 //!   while tenant A sends ten times its rate limit (see [`noisy`]).
 //!
@@ -29,6 +31,8 @@
 //! a table and, with `--json`, as JSON.
 
 // A directory of their own: a file beside this one would be taken for another binary.
+#[path = "scimflow_bench/backlog.rs"]
+mod backlog;
 #[path = "scimflow_bench/fanout_lag.rs"]
 mod fanout_lag;
 #[path = "scimflow_bench/noisy.rs"]
@@ -45,6 +49,8 @@ use scimflow_core::{ResourceKind, SchemaRegistry};
 use scimflow_ingest_api::ApiConfig;
 use scimflow_log::CommandLog;
 use scimflow_log::kafka::KafkaLog;
+use scimflow_projector::kafka::KafkaProjectorConfig;
+use scimflow_projector::window::DEFAULT_TENANT_SHARE;
 use scimflow_store::tenants::TenantDirectory;
 use scimflow_tests::FreshServices;
 use serde_json::{Value, json};
@@ -78,6 +84,10 @@ struct Cli {
     /// (e.g. `--kafka-setting retry.backoff.ms=10`); repeatable.
     #[arg(long = "kafka-setting", global = true, value_parser = parse_setting)]
     kafka_settings: Vec<(String, String)>,
+    /// The projector's share per tenant and round (`projector.tenant_share`; default 32 on the
+    /// embedded log, 512 on Kafka); 2048, the largest round, folds in log order.
+    #[arg(long, global = true)]
+    tenant_share: Option<usize>,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -85,7 +95,7 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     Ok((key.trim().to_owned(), value.trim().to_owned()))
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 enum Mode {
     /// Acknowledged POST /Users per second with concurrent clients.
     Writes {
@@ -116,6 +126,8 @@ enum Mode {
     /// Tenant B's latency alone and while tenant A sends ten times its rate limit (exit code 1
     /// when a target is missed).
     Noisy(noisy::NoisySettings),
+    /// Tenant B's write latency alone and while tenant A's backlog on B's partition is folded.
+    Backlog(backlog::BacklogSettings),
 }
 
 struct Percentiles {
@@ -285,17 +297,21 @@ struct Harness {
 /// it gets the tenant directory before the API starts (per-tenant limits name tenant ids, known
 /// only once the tenants exist) and returns the API's config.
 async fn start(
-    log: LogKind,
-    store: StoreKind,
-    kafka_settings: &[(String, String)],
+    cli: &Cli,
     fanout: Option<Vec<scimflow_fanout::config::Subscription>>,
     configure: impl FnOnce(&TenantDirectory) -> ApiConfig,
 ) -> Harness {
+    let (log, store) = (cli.log, cli.store);
     let mut fresh = FreshServices::from_env("bench", log == LogKind::Kafka, store == StoreKind::Cql)
         .unwrap_or_else(|why| panic!("--log {log:?} --store {store:?} {why}"));
     if let (Some(kafka), Some(projector)) = (fresh.kafka.as_mut(), fresh.projector.as_mut()) {
-        kafka.client_settings.extend(kafka_settings.iter().cloned());
+        kafka.client_settings.extend(cli.kafka_settings.iter().cloned());
+        if matches!(cli.mode, Mode::Backlog(_)) {
+            // Both tenants on one partition, whatever their ids hash to.
+            kafka.command_partitions = 1;
+        }
         projector.kafka = kafka.clone();
+        projector.tenant_share = cli.tenant_share.unwrap_or(projector.tenant_share);
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let (tenant, token, api) = {
@@ -307,6 +323,7 @@ async fn start(
     };
     let mut options = fresh.options(dir.path(), log, store);
     options.api = api;
+    options.rounds.tenant_share = cli.tenant_share.unwrap_or(options.rounds.tenant_share);
     options.fanout = fanout.map(|subscriptions| fresh.fanout(dir.path(), subscriptions));
     let app = App::build(options).await.expect("app");
     let seed_log: Arc<dyn CommandLog> = match log {
@@ -753,16 +770,22 @@ async fn main() {
     };
     let subscriptions = receiver.as_ref().map(|receiver| receiver.subscriptions(cli.log));
     let mut noisy_tenant = None;
-    let harness = start(cli.log, cli.store, &cli.kafka_settings, subscriptions, |tenants| match &cli.mode {
+    let mut busy_tenant = None;
+    let harness = start(&cli, subscriptions, |tenants| match &cli.mode {
         Mode::Noisy(settings) => {
             let (config, tenant) = noisy::configure(tenants, settings);
             noisy_tenant = Some(tenant);
             config
         }
+        Mode::Backlog(_) => {
+            let (tenant, token) = tenants.create("busy-a", 0).expect("tenant A");
+            busy_tenant = Some((tenant.id, token));
+            ApiConfig::default()
+        }
         _ => ApiConfig::default(),
     })
     .await;
-    let (report, passed) = match cli.mode {
+    let (report, passed) = match cli.mode.clone() {
         Mode::FanoutLag { rate, seconds } => {
             let receiver = receiver.as_ref().expect("started for this mode");
             (fanout_lag::bench_fanout_lag(&harness, receiver, rate, seconds).await, true)
@@ -774,6 +797,14 @@ async fn main() {
         Mode::Noisy(settings) => {
             let noisy_tenant = noisy_tenant.expect("tenant A is created with the config");
             noisy::bench_noisy(&harness, &noisy_tenant, &settings).await
+        }
+        Mode::Backlog(settings) => {
+            let (busy_id, busy_token) = busy_tenant.expect("tenant A is created with the config");
+            let share = cli.tenant_share.unwrap_or(match cli.log {
+                LogKind::Embedded => DEFAULT_TENANT_SHARE,
+                LogKind::Kafka => KafkaProjectorConfig::DEFAULT_TENANT_SHARE,
+            });
+            (backlog::bench_backlog(&harness, &busy_id, &busy_token, &settings, share).await, true)
         }
     };
     if let Some(path) = cli.json {
