@@ -80,13 +80,11 @@ pub async fn run<S: StoreWriter + 'static>(
             continue;
         }
         let round = window.next_round(&limits);
-        // While the round folds, the next records are read: the window runs ahead of the fold
-        // (commands of other tenants behind a backlog must reach it to get their share) without
-        // the reading adding to any round's latency.
+        // After the round, the next records are read: the window runs ahead of the fold, a
+        // chunk per round (commands of other tenants behind a backlog must reach it to get their
+        // share).
         let read_ahead = (window.end() < log_end && !window.is_full(&limits)).then(|| {
-            let (log, from) = (log.clone(), window.end());
-            let wanted = limits.window_commands.saturating_sub(window.len()).clamp(1, READ_CHUNK);
-            tokio::task::spawn_blocking(move || log.read(from, wanted))
+            (window.end(), limits.window_commands.saturating_sub(window.len()).clamp(1, READ_CHUNK))
         });
         let (mut owned_window, owned_position) = (std::mem::take(window), position.clone());
         let (registry_ref, store_ref) = (registry.clone(), store.clone());
@@ -120,11 +118,10 @@ pub async fn run<S: StoreWriter + 'static>(
                     hub.deliver(outcome);
                 }
                 // Only after the outcomes: the read must not delay a single answer.
-                if let Some(reading) = read_ahead {
-                    match reading.await {
-                        Ok(Ok(records)) => take_records(window, position, records),
-                        Ok(Err(error)) => tracing::error!(error = %error, "ProjectorLogReadFailed"),
-                        Err(join_error) => tracing::error!(error = %join_error, "ProjectorLogReadPanicked"),
+                if let Some((from, wanted)) = read_ahead {
+                    match log.read(from, wanted) {
+                        Ok(records) => take_records(window, position, records),
+                        Err(error) => tracing::error!(error = %error, "ProjectorLogReadFailed"),
                     }
                 }
             }

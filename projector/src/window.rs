@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// A tenant's share of a round while others wait: see `scimflow-bench backlog` in the README
 /// for what it trades (a quiet tenant's latency against the busy one's round size).
-pub const DEFAULT_TENANT_SHARE: usize = 32;
+pub const DEFAULT_TENANT_SHARE: usize = 64;
 
 /// How much one round folds and how far the window reads ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

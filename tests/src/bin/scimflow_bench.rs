@@ -84,7 +84,7 @@ struct Cli {
     /// (e.g. `--kafka-setting retry.backoff.ms=10`); repeatable.
     #[arg(long = "kafka-setting", global = true, value_parser = parse_setting)]
     kafka_settings: Vec<(String, String)>,
-    /// The projector's share per tenant and round (`projector.tenant_share`; default 32 on the
+    /// The projector's share per tenant and round (`projector.tenant_share`; default 64 on the
     /// embedded log, 512 on Kafka); 2048, the largest round, folds in log order.
     #[arg(long, global = true)]
     tenant_share: Option<usize>,
