@@ -109,6 +109,7 @@ pub async fn run<S: StoreWriter + 'static>(
                 *window = returned_window;
                 *position = next;
                 metrics.batch_folded(EMBEDDED_PARTITION, result.outcomes.len(), result.poison);
+                metrics.window(EMBEDDED_PARTITION, window.len(), position.tenants_ahead.len());
                 tracing::debug!(
                     outcomes = result.outcomes.len(),
                     changes = result.changes.len(),

@@ -10,6 +10,8 @@
 //! | `scimflow_projector_consumer_lag` | gauge | `partition` |
 //! | `scimflow_projector_log_end_offset` | gauge | `partition` |
 //! | `scimflow_projector_committed_offset` | gauge | `partition` |
+//! | `scimflow_projector_window_commands` | gauge | `partition` |
+//! | `scimflow_projector_tenants_ahead` | gauge | `partition` |
 //!
 //! `partition` is a command-log partition: bounded by the topic's partition count. On Kafka the
 //! last three come from the [`LagMonitor`](crate::kafka::lag::LagMonitor); the embedded loop
@@ -56,6 +58,8 @@ pub struct ProjectorMetrics {
     pub consumer_lag: IntGaugeVec,
     pub log_end_offset: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
+    pub window_commands: IntGaugeVec,
+    pub tenants_ahead: IntGaugeVec,
 }
 
 impl std::fmt::Debug for ProjectorMetrics {
@@ -116,6 +120,14 @@ impl Default for ProjectorMetrics {
                 "scimflow_projector_committed_offset",
                 "The projector group's committed offset of a command partition (changes published below it)",
             ),
+            window_commands: gauge(
+                "scimflow_projector_window_commands",
+                "Commands read ahead of the fold and waiting in the projector's window, by partition",
+            ),
+            tenants_ahead: gauge(
+                "scimflow_projector_tenants_ahead",
+                "Tenants folded past the partition's watermark (ahead of an older backlog of another tenant)",
+            ),
         }
     }
 }
@@ -132,6 +144,8 @@ impl ProjectorMetrics {
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
         registry.register(Box::new(metrics.log_end_offset.clone()))?;
         registry.register(Box::new(metrics.committed_offset.clone()))?;
+        registry.register(Box::new(metrics.window_commands.clone()))?;
+        registry.register(Box::new(metrics.tenants_ahead.clone()))?;
         Ok(metrics)
     }
 
@@ -145,6 +159,14 @@ impl ProjectorMetrics {
         if commands + poison > 0 {
             self.batch_size.observe((commands + poison) as f64);
         }
+    }
+
+    /// After a round: what is left in the partition's window, and how many tenants are folded
+    /// past its watermark.
+    pub fn window(&self, partition: u32, waiting: usize, tenants_ahead: usize) {
+        let label = partition.to_string();
+        self.window_commands.with_label_values(&[&label]).set(waiting as i64);
+        self.tenants_ahead.with_label_values(&[&label]).set(tenants_ahead as i64);
     }
 
     pub fn fold_failed(&self, partition: u32) {

@@ -188,6 +188,10 @@ async fn the_all_in_one_metrics_cover_api_log_projector_and_store() {
     for partition in ["0", "1", "2"] {
         assert_eq!(scraped.matching("scimflow_projector_consumer_lag", &[("partition", partition)]).len(), 1);
     }
+    // The fair rounds' window: everything folded, so nothing waits and nobody is ahead.
+    assert!(!scraped.matching("scimflow_projector_window_commands", &[]).is_empty());
+    assert_eq!(scraped.sum("scimflow_projector_window_commands", &[]), 0.0);
+    assert_eq!(scraped.sum("scimflow_projector_tenants_ahead", &[]), 0.0);
     assert_eq!(
         scraped.sum("scimflow_projector_committed_offset", &[]),
         scraped.sum("scimflow_projector_log_end_offset", &[]),
@@ -403,6 +407,8 @@ async fn the_embedded_pipeline_reports_its_fold_and_store_metrics() {
     .await;
     assert!(scraped.sum("scimflow_projector_log_end_offset", &[("partition", "0")]) >= writes);
     assert!(scraped.sum("scimflow_projector_batch_size_count", &[]) >= 1.0);
+    assert_eq!(scraped.matching("scimflow_projector_window_commands", &[("partition", "0")]).len(), 1);
+    assert_eq!(scraped.matching("scimflow_projector_tenants_ahead", &[("partition", "0")]).len(), 1);
     let commits = [("side", "writer"), ("operation", "commit"), ("result", "ok")];
     assert!(scraped.sum("scimflow_store_operation_duration_seconds_count", &commits) >= 1.0);
     let reads = [("side", "reader"), ("operation", "resource"), ("result", "ok")];

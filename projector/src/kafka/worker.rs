@@ -28,7 +28,7 @@ use scimflow_core::SchemaRegistry;
 use scimflow_log::kafka::context::TracingContext;
 use scimflow_log::kafka::{KafkaSetupError, OutcomePublisher, TopicNames};
 use scimflow_log::{LogRecord, OutcomeHub, trace_context};
-use scimflow_store::{ChangeRecord, StoreError, StoreWriter};
+use scimflow_store::{ChangeRecord, PartitionPosition, StoreError, StoreWriter};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -502,7 +502,8 @@ impl<S: StoreWriter + 'static> Worker<S> {
         for partition in foldable {
             let Some(state) = self.partitions.get_mut(&partition) else { continue };
             match fold_partition(&self.registry, &*self.store, partition, &mut state.window, &self.rounds) {
-                Ok((result, folded_until)) => {
+                Ok((result, next)) => {
+                    let folded_until = next.next_offset;
                     tracing::debug!(
                         partition,
                         watermark = folded_until,
@@ -512,6 +513,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                         "EventsProjected"
                     );
                     self.config.metrics.batch_folded(partition, result.outcomes.len(), result.poison);
+                    self.config.metrics.window(partition, state.window.len(), next.tenants_ahead.len());
                     state.retry.succeeded();
                     let was_paused = state.paused && !state.window.is_full(&self.rounds);
                     // Changes below the committed offset were published before a store loss.
@@ -764,14 +766,14 @@ fn take_record(
 }
 
 /// Folds the next round of `window` (what the store's position counts as folded is skipped)
-/// and removes it from the window. Returns the result and the partition's new watermark.
+/// and removes it from the window. Returns the result and the partition's new position.
 fn fold_partition<S: StoreWriter + ?Sized>(
     registry: &SchemaRegistry,
     store: &S,
     partition: u32,
     window: &mut Window,
     limits: &RoundLimits,
-) -> Result<(BatchResult, u64), StoreError> {
+) -> Result<(BatchResult, PartitionPosition), StoreError> {
     // Re-read the position: if anyone else advanced it (a member that lost the partition but
     // did not notice yet), those records must not be folded again.
     let position = store.position(partition)?;
@@ -786,7 +788,7 @@ fn fold_partition<S: StoreWriter + ?Sized>(
         );
     }
     window.remove(&round);
-    Ok((result, next.next_offset))
+    Ok((result, next))
 }
 
 #[cfg(test)]
@@ -804,9 +806,10 @@ mod tests {
         for record in records {
             window.push(record.clone());
         }
-        let result = fold_partition(registry, store, 0, &mut window, &RoundLimits::for_round(16)).unwrap();
+        let (result, next) =
+            fold_partition(registry, store, 0, &mut window, &RoundLimits::for_round(16)).unwrap();
         assert!(window.is_empty(), "one round takes everything here");
-        result
+        (result, next.next_offset)
     }
 
     #[test]
