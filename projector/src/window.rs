@@ -215,6 +215,40 @@ impl Window {
 
     /// Removes the commands of a folded round.
     pub fn remove(&mut self, round: &Round) {
+        // A round is mostly the front of the window (the oldest commands) plus a few commands
+        // of other tenants further back: pop the front, remove the rest one by one from the
+        // back, and only for many scattered ones pass over the whole window.
+        let front = round.taken.iter().enumerate().take_while(|(position, index)| position == *index).count();
+        let scattered = &round.taken[front..];
+        if scattered.len() > 64 {
+            self.retain_all_but(round);
+        } else {
+            for index in scattered.iter().rev() {
+                if let Some(pending) = self.pending.remove(*index) {
+                    self.forget(&pending);
+                }
+            }
+            for _ in 0..front {
+                if let Some(pending) = self.pending.pop_front() {
+                    self.forget(&pending);
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            // Tenants come and go; the table must not grow without bound.
+            self.tenant_index.clear();
+            self.tenant_pending.clear();
+        }
+    }
+
+    fn forget(&mut self, pending: &PendingCommand) {
+        self.bytes -= pending.payload.len();
+        if let Some(tenant) = pending.tenant {
+            self.tenant_pending[tenant as usize] -= 1;
+        }
+    }
+
+    fn retain_all_but(&mut self, round: &Round) {
         let mut taken = round.taken.iter().peekable();
         let mut index = 0;
         let (mut bytes, tenant_pending) = (self.bytes, &mut self.tenant_pending);
@@ -233,11 +267,6 @@ impl Window {
             keep
         });
         self.bytes = bytes;
-        if self.pending.is_empty() {
-            // Tenants come and go; the table must not grow without bound.
-            self.tenant_index.clear();
-            self.tenant_pending.clear();
-        }
     }
 
     /// Drops everything pending; the window starts again at `start`.
@@ -330,6 +359,28 @@ mod tests {
             .filter(|(_, t)| **t == tenant)
             .map(|(offset, _)| offset as u64)
             .collect()
+    }
+
+    #[test]
+    fn removing_a_round_leaves_exactly_the_commands_it_did_not_take() {
+        // Rounds with few and with many scattered commands take the two removal paths.
+        // A backlog of "a", then 10 commands of "b" (few scattered), or of 100 tenants (many).
+        for (others, share) in [(1, 5), (100, 1)] {
+            let names: Vec<String> = (0..600)
+                .map(|offset| if offset < 300 { "a".to_owned() } else { format!("t{}", offset % others) })
+                .collect();
+            let mut window = window(&names.iter().map(String::as_str).collect::<Vec<_>>());
+            let round = window.next_round(&limits(200, share));
+            let taken = offsets(&window, &round);
+            let before: Vec<u64> = (0..window.len()).map(|index| window.get(index).offset).collect();
+            window.remove(&round);
+            let after: Vec<u64> = (0..window.len()).map(|index| window.get(index).offset).collect();
+            let expected: Vec<u64> = before.into_iter().filter(|offset| !taken.contains(offset)).collect();
+            assert!(taken.len() > share, "the round reaches past the front");
+            assert_eq!(after, expected, "{others} other tenants");
+            let payload: usize = (0..window.len()).map(|index| window.get(index).payload.len()).sum();
+            assert_eq!(window.bytes, payload);
+        }
     }
 
     #[test]
