@@ -268,11 +268,6 @@ impl Window {
         });
         self.bytes = bytes;
     }
-
-    /// Drops everything pending; the window starts again at `start`.
-    pub fn reset(&mut self, start: u64) {
-        *self = Window::starting_at(start);
-    }
 }
 
 #[cfg(test)]
