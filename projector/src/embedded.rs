@@ -61,7 +61,7 @@ pub async fn run<S: StoreWriter + 'static>(
         // Nothing to fold in the window: read the next records before anything else.
         if window.is_empty() && window.end() < log_end {
             match log.read(window.end(), READ_CHUNK) {
-                Ok(records) => take_records(window, position, records),
+                Ok(records) => records.into_iter().for_each(|record| window.push(record)),
                 Err(error) => {
                     tracing::error!(error = %error, "ProjectorLogReadFailed");
                     tokio::time::sleep(retry_delay).await;
@@ -121,7 +121,7 @@ pub async fn run<S: StoreWriter + 'static>(
                 // Only after the outcomes: the read must not delay a single answer.
                 if let Some((from, wanted)) = read_ahead {
                     match log.read(from, wanted) {
-                        Ok(records) => take_records(window, position, records),
+                        Ok(records) => records.into_iter().for_each(|record| window.push(record)),
                         Err(error) => tracing::error!(error = %error, "ProjectorLogReadFailed"),
                     }
                 }
@@ -140,30 +140,4 @@ pub async fn run<S: StoreWriter + 'static>(
             }
         }
     }
-}
-
-/// Adds records read from the log to the window, except those `position` counts as folded.
-fn take_records(window: &mut Window, position: &PartitionPosition, records: Vec<scimflow_log::LogRecord>) {
-    for record in records {
-        // Folded ahead of the watermark before a restart: not again.
-        if already_folded(position, &record) {
-            window.skip(record.offset);
-        } else {
-            window.push(record);
-        }
-    }
-}
-
-/// Whether `record` is a command `position` counts as folded (decoding only its tenant).
-fn already_folded(position: &PartitionPosition, record: &scimflow_log::LogRecord) -> bool {
-    if record.offset < position.next_offset {
-        return true;
-    }
-    // Only commands below the furthest tenant entry can have been folded ahead.
-    match position.tenants_ahead.values().max() {
-        Some(horizon) if record.offset < *horizon => {}
-        _ => return false,
-    }
-    crate::window::tenant_of(&record.payload)
-        .is_some_and(|tenant_id| position.is_folded(&tenant_id, record.offset))
 }

@@ -78,7 +78,7 @@ pub struct PendingCommand {
 }
 
 /// The tenant of an encoded command, decoding nothing else; `None` for a record without one.
-pub fn tenant_of(payload: &[u8]) -> Option<String> {
+fn tenant_of(payload: &[u8]) -> Option<String> {
     <TenantOfCommand as prost::Message>::decode(payload)
         .ok()
         .map(|decoded| decoded.tenant_id)
@@ -133,12 +133,6 @@ impl Window {
         self.end = self.end.max(record.offset + 1);
         self.bytes += record.payload.len();
         self.pending.push_back(PendingCommand { offset: record.offset, payload: record.payload, tenant });
-    }
-
-    /// Notes a record that needs no folding (folded ahead of the watermark before a restart):
-    /// the window reads on after it.
-    pub fn skip(&mut self, offset: u64) {
-        self.end = self.end.max(offset + 1);
     }
 
     fn intern(&mut self, tenant_id: &str) -> u32 {

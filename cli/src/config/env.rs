@@ -116,11 +116,7 @@ pub fn apply_env(settings: &mut Settings, vars: &BTreeMap<String, String>) -> Ve
         projector.instance_id = Some(instance.to_owned());
     }
     env.parse("SCIMFLOW_PROJECTOR_MAX_BATCH", "projector.max_batch", &mut projector.max_batch);
-    let mut tenant_share = projector.tenant_share.unwrap_or_default();
-    env.parse("SCIMFLOW_PROJECTOR_TENANT_SHARE", "projector.tenant_share", &mut tenant_share);
-    if env.get("SCIMFLOW_PROJECTOR_TENANT_SHARE").is_some() {
-        projector.tenant_share = Some(tenant_share);
-    }
+    env.optional("SCIMFLOW_PROJECTOR_TENANT_SHARE", "projector.tenant_share", &mut projector.tenant_share);
     env.parse(
         "SCIMFLOW_PROJECTOR_TRANSACTION_TIMEOUT_MS",
         "projector.transaction_timeout_ms",
@@ -246,6 +242,17 @@ mod tests {
         let (settings, errors) = applied(&[("SCIMFLOW_LISTEN", " "), ("SCIMFLOW_TENANT_RATE", "")]);
         assert!(errors.is_empty());
         assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn the_tenant_share_is_unset_unless_given_so_each_log_keeps_its_default() {
+        let (settings, _) = applied(&[]);
+        assert_eq!(settings.projector.tenant_share, None);
+        let (settings, errors) = applied(&[("SCIMFLOW_PROJECTOR_TENANT_SHARE", "16")]);
+        assert!(errors.is_empty());
+        assert_eq!(settings.projector.tenant_share, Some(16));
+        let (_, errors) = applied(&[("SCIMFLOW_PROJECTOR_TENANT_SHARE", "many")]);
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]
