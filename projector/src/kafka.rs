@@ -31,11 +31,15 @@
 //!
 //! ## Layout
 //! - [`assignment`]: the rebalance callback positioning partitions at the store's offsets.
-//! - [`worker`]: the loop: poll, fold, publish, commit; retries and recovery.
+//! - [`worker`]: the loop: poll, fold, hand the round to the publisher; retries and recovery.
+//! - `publisher`: the thread that publishes folded rounds in transactions, off the fold loop.
+//! - `transactions`: the transactional producer of the changes topic.
 //! - [`lag`]: [`LagMonitor`](lag::LagMonitor), the group's lag per partition for `/metrics`.
 
 pub mod assignment;
 pub mod lag;
+mod publisher;
+mod transactions;
 pub mod worker;
 
 use crate::metrics::ProjectorMetrics;

@@ -2,8 +2,11 @@
 //! committed offset, and paused until the worker has checked which changes are published.
 //!
 //! librdkafka calls this on the polling thread, inside `poll`; the worker is then between two
-//! rounds, with nothing folded and unpublished in flight, so a revocation needs no draining.
-//! What changed is queued for the worker, which acts on it as soon as `poll` returns.
+//! rounds. Folded rounds may still be queued for the publisher thread: a revocation waits for
+//! them to be published, so the next owner's committed offset covers everything this member
+//! folded (otherwise their transaction would be refused for a stale generation and the next
+//! owner would republish them from the store: correct, but slower). What changed is queued for
+//! the worker, which acts on it as soon as `poll` returns.
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -17,6 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Control;
+use super::publisher::PublishQueue;
+
+/// How long a revocation waits for folded rounds to be published.
+const REVOKE_PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// A change of this member's partitions, for the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +37,13 @@ pub enum Rebalanced {
 pub struct AssignmentContext<S> {
     store: Arc<S>,
     control: Arc<Control>,
+    publishing: Arc<PublishQueue>,
     events: Mutex<Vec<Rebalanced>>,
 }
 
 impl<S: StoreWriter + 'static> AssignmentContext<S> {
-    pub(crate) fn new(store: Arc<S>, control: Arc<Control>) -> Self {
-        AssignmentContext { store, control, events: Mutex::new(Vec::new()) }
+    pub(crate) fn new(store: Arc<S>, control: Arc<Control>, publishing: Arc<PublishQueue>) -> Self {
+        AssignmentContext { store, control, publishing, events: Mutex::new(Vec::new()) }
     }
 
     /// What happened since the last call, in order.
@@ -110,6 +118,9 @@ impl<S: StoreWriter + 'static> AssignmentContext<S> {
         let partitions: Vec<u32> =
             revoked.elements().iter().map(|element| element.partition() as u32).collect();
         tracing::info!(partitions = ?partitions, lost = consumer.assignment_lost(), "PartitionsRevoked");
+        if !consumer.assignment_lost() && !self.publishing.wait_idle(REVOKE_PUBLISH_WAIT) {
+            tracing::warn!(partitions = ?partitions, "ProjectorRevokedBeforePublishing");
+        }
         self.push(Rebalanced::Revoked(partitions));
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(revoked),

@@ -13,21 +13,19 @@
 
 use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
+use super::publisher::{ChangePublisher, PublishFailure};
+use super::transactions::{ChangeTransactions, KAFKA_CALL_TIMEOUT, PartitionPublish, TransactionFailure};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
 use crate::batch::{BatchResult, fold_round};
-use crate::metrics::TransactionResult;
 use crate::window::{RoundLimits, Window};
-use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use scimflow_core::SchemaRegistry;
-use scimflow_log::kafka::context::TracingContext;
 use scimflow_log::kafka::{KafkaSetupError, OutcomePublisher, TopicNames};
-use scimflow_log::{LogRecord, OutcomeHub, trace_context};
+use scimflow_log::{LogRecord, OutcomeHub};
 use scimflow_store::{ChangeRecord, PartitionPosition, StoreError, StoreWriter};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,8 +33,6 @@ use std::time::{Duration, Instant};
 
 /// How long `poll` waits when there is nothing to fold; bounds the reaction to a stop request.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Timeout of blocking Kafka calls (transactions, committed offsets).
-const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Command offsets whose changes go into one recovery transaction.
 const REPUBLISH_CHUNK: u64 = 1024;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -87,8 +83,9 @@ struct PartitionState {
     /// The offset after the last record taken; anything below is a redelivery (librdkafka
     /// refetches after pause/resume) and is dropped.
     next_expected: u64,
-    /// Kafka's committed offset as of our last transaction: the changes of every command below
-    /// it are on the changes topic.
+    /// Kafka's committed offset as of our last transaction, or the commit offset of the last
+    /// round handed to the publisher: the changes of every command below it are on the changes
+    /// topic or queued for it (if that transaction fails, preparation fetches the real one).
     published_until: u64,
     /// Records taken but not folded yet, in offset order.
     window: Window,
@@ -113,20 +110,6 @@ impl PartitionState {
     }
 }
 
-/// One partition's share of a transaction: its changes and the offset to commit.
-struct PartitionPublish {
-    partition: u32,
-    changes: Vec<ChangeRecord>,
-    commit_offset: u64,
-}
-
-enum TransactionFailure {
-    /// Aborted cleanly; nothing of it is visible. The partitions need republishing.
-    Aborted(KafkaError),
-    /// The producer is unusable.
-    Fatal(String),
-}
-
 enum RepublishFailure {
     Store(StoreError),
     Transaction(TransactionFailure),
@@ -136,7 +119,9 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     registry: Arc<SchemaRegistry>,
     store: Arc<S>,
     consumer: BaseConsumer<AssignmentContext<S>>,
-    producer: ThreadedProducer<TracingContext>,
+    /// Declared after the consumer: dropped after it, so a revocation while the consumer
+    /// closes can still wait for the publisher.
+    publisher: ChangePublisher,
     outcomes: OutcomePublisher,
     hub: Option<Arc<OutcomeHub>>,
     topics: TopicNames,
@@ -144,32 +129,6 @@ pub(crate) struct Worker<S: StoreWriter + 'static> {
     partitions: BTreeMap<u32, PartitionState>,
     control: Arc<Control>,
     config: KafkaProjectorConfig,
-}
-
-/// The transactional producer of the changes topic.
-fn open_change_producer(
-    config: &KafkaProjectorConfig,
-) -> Result<ThreadedProducer<TracingContext>, KafkaProjectorError> {
-    let transaction_timeout = config.transaction_timeout.as_millis().to_string();
-    let producer: ThreadedProducer<TracingContext> = config
-        .kafka
-        .client_config(&[("linger.ms", "5"), ("compression.type", "lz4")])
-        .set("transactional.id", config.transactional_id())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set("transaction.timeout.ms", &transaction_timeout)
-        // The coordinator answers CONCURRENT_TRANSACTIONS to the first AddPartitionsToTxn
-        // right after a commit while it writes the markers; the default 100 ms backoff
-        // before retrying would be added to every transaction.
-        .set("retry.backoff.ms", "10")
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        .set("message.timeout.ms", &transaction_timeout)
-        .create_with_context(TracingContext { client: "change-producer" })
-        .map_err(KafkaSetupError::from)?;
-    // Fences any earlier producer with this transactional.id and aborts its open transaction.
-    producer.init_transactions(KAFKA_CALL_TIMEOUT).map_err(KafkaSetupError::from)?;
-    Ok(producer)
 }
 
 impl<S: StoreWriter + 'static> Worker<S> {
@@ -182,7 +141,10 @@ impl<S: StoreWriter + 'static> Worker<S> {
     ) -> Result<Self, KafkaProjectorError> {
         let kafka = &config.kafka;
         let topics = kafka.topics();
-        let producer = open_change_producer(config)?;
+        let publisher =
+            ChangePublisher::start(ChangeTransactions::open(config)?, control.clone()).map_err(|error| {
+                KafkaSetupError::Config(format!("cannot start the change publisher thread: {error}"))
+            })?;
         let consumer: BaseConsumer<AssignmentContext<S>> = kafka
             .client_config(&[
                 // Only moved partitions pause on a rebalance; the rest keep folding.
@@ -200,7 +162,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             // and the topic do not belong together: stop that partition loudly, never jump.
             .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "false")
-            .create_with_context(AssignmentContext::new(store.clone(), control.clone()))
+            .create_with_context(AssignmentContext::new(store.clone(), control.clone(), publisher.queue()))
             .map_err(KafkaSetupError::from)?;
         consumer.subscribe(&[&topics.commands]).map_err(KafkaSetupError::from)?;
         let outcomes = OutcomePublisher::new(kafka)?;
@@ -212,7 +174,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             registry,
             store,
             consumer,
-            producer,
+            publisher,
             outcomes,
             hub,
             topics,
@@ -241,22 +203,22 @@ impl<S: StoreWriter + 'static> Worker<S> {
                 break;
             }
             self.apply_rebalances();
-            if let Err(KafkaProjectorError::Fatal(reason)) = self.prepare_partitions() {
-                self.replace_producer(&reason)?;
+            for failure in self.publisher.take_failures() {
+                self.publishing_failed(failure)?;
+            }
+            if let Err(failure) = self.prepare_partitions() {
+                self.publishing_failed(failure)?;
                 continue;
             }
             self.poll_round();
             self.apply_rebalances();
-            match self.fold_round() {
-                Ok(RoundEnd::Continue) => {}
-                Ok(RoundEnd::Abandoned) => {
-                    tracing::warn!("ProjectorKilled");
-                    return Ok(());
-                }
-                Err(KafkaProjectorError::Fatal(reason)) => self.replace_producer(&reason)?,
-                Err(other) => return Err(other),
+            if self.fold_round() == RoundEnd::Abandoned {
+                tracing::warn!("ProjectorKilled");
+                return Ok(());
             }
         }
+        // Publish what was folded before leaving the group: the next owner starts from it.
+        self.publisher.finish();
         self.outcomes.flush(Duration::from_secs(5));
         tracing::info!("ProjectorStopped");
         // Dropping the consumer closes it: it leaves the group, so the partitions move now
@@ -264,41 +226,27 @@ impl<S: StoreWriter + 'static> Worker<S> {
         Ok(())
     }
 
-    /// After a fatal producer error (typically: the broker aborted a transaction that outlived
-    /// `transaction.timeout.ms` during an outage, and librdkafka fails the next EndTxn with
-    /// INVALID_TXN_STATE) the producer is unusable, but the consumer and its partitions are fine.
-    /// A new producer with the same transactional id fences the old one; every owned partition
-    /// goes back through preparation, which learns from the committed offset what was
-    /// published and republishes the rest from the store. No rebalance, nothing skipped.
-    /// Retries with backoff while the broker is unreachable; gives up only on a stop request.
-    fn replace_producer(&mut self, reason: &str) -> Result<(), KafkaProjectorError> {
-        tracing::error!(reason, "ChangeProducerFailed");
-        let mut retry = Retry::new();
-        loop {
-            if self.control.stopping() {
-                return Err(KafkaProjectorError::Fatal(reason.to_owned()));
+    /// A transaction failed (in the publisher, or republishing): what was queued after it is
+    /// dropped, and only Kafka knows how far the changes are published, so every owned
+    /// partition goes back through preparation, which fetches the committed offset and
+    /// republishes the rest from the store. No rebalance, nothing skipped. After a fatal error
+    /// the producer was replaced with one of the same transactional id (fencing the old one);
+    /// if a stop came first, this worker ends.
+    fn publishing_failed(&mut self, failure: PublishFailure) -> Result<(), KafkaProjectorError> {
+        match failure {
+            PublishFailure::Aborted(error) => tracing::warn!(error = %error, "ProjectorTransactionAborted"),
+            PublishFailure::Fatal { reason, replaced: false } => {
+                return Err(KafkaProjectorError::Fatal(reason));
             }
-            match open_change_producer(&self.config) {
-                Ok(producer) => {
-                    self.producer = producer;
-                    break;
-                }
-                Err(error) => {
-                    let delay = retry.failed();
-                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "ChangeProducerReopenFailed");
-                    std::thread::sleep(delay);
-                }
+            PublishFailure::Fatal { reason, replaced: true } => {
+                tracing::warn!(reason = %reason, "ProjectorPublishingRestarted");
             }
         }
         let owned: Vec<u32> = self.partitions.keys().copied().collect();
         for partition in owned {
             self.after_failed_transaction(partition);
-            if let Some(state) = self.partitions.get_mut(&partition) {
-                // Folded-but-unpublished records stay pending; refetching is harmless (deduped).
-                state.retry.succeeded();
-            }
         }
-        tracing::info!("ChangeProducerReplaced");
+        self.publisher.resume();
         Ok(())
     }
 
@@ -323,7 +271,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
     }
 
     /// Moves assigned partitions to `Ready`: committed offset, then republishing.
-    fn prepare_partitions(&mut self) -> Result<(), KafkaProjectorError> {
+    fn prepare_partitions(&mut self) -> Result<(), PublishFailure> {
         let now = Instant::now();
         let to_fetch: Vec<u32> = self
             .partitions
@@ -352,8 +300,8 @@ impl<S: StoreWriter + 'static> Worker<S> {
                     }
                     self.set_paused(partition, false);
                 }
-                Err(RepublishFailure::Transaction(TransactionFailure::Fatal(reason))) => {
-                    return Err(KafkaProjectorError::Fatal(reason));
+                Err(RepublishFailure::Transaction(TransactionFailure::Fatal { reason, replaced })) => {
+                    return Err(PublishFailure::Fatal { reason, replaced });
                 }
                 Err(RepublishFailure::Transaction(TransactionFailure::Aborted(error))) => {
                     tracing::warn!(partition, error = %error, "ProjectorTransactionAborted");
@@ -434,8 +382,10 @@ impl<S: StoreWriter + 'static> Worker<S> {
             let changes = self.store.changes_between(partition, from, to).map_err(RepublishFailure::Store)?;
             let count = changes.len();
             let publish = PartitionPublish { partition, changes, commit_offset: to };
-            self.publish_in_transaction(std::slice::from_ref(&publish))
-                .map_err(RepublishFailure::Transaction)?;
+            let group = self
+                .group_metadata()
+                .map_err(|error| RepublishFailure::Transaction(TransactionFailure::Aborted(error)))?;
+            self.publisher.publish_now(&publish, &group).map_err(RepublishFailure::Transaction)?;
             if let Some(state) = self.partitions.get_mut(&partition) {
                 state.published_until = to;
             }
@@ -486,7 +436,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
         }
     }
 
-    fn fold_round(&mut self) -> Result<RoundEnd, KafkaProjectorError> {
+    fn fold_round(&mut self) -> RoundEnd {
         let now = Instant::now();
         let foldable: Vec<u32> = self
             .partitions
@@ -495,7 +445,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
             .map(|(partition, _)| *partition)
             .collect();
         if foldable.is_empty() {
-            return Ok(RoundEnd::Continue);
+            return RoundEnd::Continue;
         }
         let mut publishes = Vec::with_capacity(foldable.len());
         let mut outcomes = Vec::new();
@@ -556,146 +506,36 @@ impl<S: StoreWriter + 'static> Worker<S> {
         if self.control.killed() {
             // The crash point that matters: folded and committed to the store, nothing
             // published, no offset committed.
-            return Ok(RoundEnd::Abandoned);
+            return RoundEnd::Abandoned;
         }
         if publishes.is_empty() {
-            return Ok(RoundEnd::Continue);
+            return RoundEnd::Continue;
         }
-        match self.publish_in_transaction(&publishes) {
-            Ok(()) => {
+        match self.group_metadata() {
+            Ok(group) => {
                 for publish in &publishes {
                     if let Some(state) = self.partitions.get_mut(&publish.partition) {
                         state.published_until = publish.commit_offset;
                     }
                 }
+                // Published off this loop: the next round folds while the transaction runs.
+                self.publisher.submit(publishes, group);
             }
-            Err(TransactionFailure::Aborted(error)) => {
+            Err(error) => {
                 for publish in &publishes {
                     tracing::warn!(partition = publish.partition, error = %error, "ProjectorTransactionAborted");
                     self.after_failed_transaction(publish.partition);
                 }
             }
-            Err(TransactionFailure::Fatal(reason)) => return Err(KafkaProjectorError::Fatal(reason)),
         }
-        Ok(RoundEnd::Continue)
+        RoundEnd::Continue
     }
 
-    fn publish_in_transaction(&self, publishes: &[PartitionPublish]) -> Result<(), TransactionFailure> {
-        let attempt = || -> Result<usize, KafkaError> {
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or_else(|| KafkaError::Subscription("the consumer has no group metadata".into()))?;
-            self.producer.begin_transaction()?;
-            let mut count = 0;
-            for publish in publishes {
-                for change in &publish.changes {
-                    self.send_change(publish.partition, change)?;
-                    count += 1;
-                }
-            }
-            let mut offsets = TopicPartitionList::with_capacity(publishes.len());
-            for publish in publishes {
-                offsets.add_partition_offset(
-                    &self.topics.commands,
-                    publish.partition as i32,
-                    Offset::Offset(publish.commit_offset as i64),
-                )?;
-            }
-            // KIP-447: the group coordinator refuses these offsets if this member was fenced by
-            // a rebalance, and the transaction (with its changes) is then aborted.
-            self.producer.send_offsets_to_transaction(&offsets, &group, KAFKA_CALL_TIMEOUT)?;
-            self.wait_for_deliveries(KAFKA_CALL_TIMEOUT);
-            let mut attempts = 0;
-            loop {
-                match self.producer.commit_transaction(KAFKA_CALL_TIMEOUT) {
-                    Ok(()) => return Ok(count),
-                    // A timed-out commit may still be in progress: librdkafka resumes it when
-                    // asked again (aborting instead would leave its outcome unknown).
-                    Err(KafkaError::Transaction(error)) if error.is_retriable() && attempts < 3 => {
-                        attempts += 1;
-                        tracing::warn!(error = %error, attempts, "ProjectorCommitRetried");
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        };
-        let started = Instant::now();
-        let result = match attempt() {
-            Ok(count) => {
-                tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
-                Ok(())
-            }
-            Err(error) => Err(self.abort_after(error)),
-        };
-        let ended = match &result {
-            Ok(()) => TransactionResult::Committed,
-            Err(TransactionFailure::Aborted(_)) => TransactionResult::Aborted,
-            Err(TransactionFailure::Fatal(_)) => TransactionResult::Fatal,
-        };
-        self.config.metrics.transaction_ended(ended, started.elapsed());
-        result
-    }
-
-    /// Waits until every change sent is acknowledged (or `timeout` passes). rdkafka's
-    /// `commit_transaction` flushes first, and its flush on a `ThreadedProducer` sleeps in
-    /// 100 ms polls for delivery events that the producer's own thread takes; with nothing left
-    /// in flight it returns at once. This cut a commit from ~110 ms to the broker round trips.
-    fn wait_for_deliveries(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    }
-
-    fn abort_after(&self, error: KafkaError) -> TransactionFailure {
-        if is_fatal(&error) {
-            return TransactionFailure::Fatal(error.to_string());
-        }
-        for _ in 0..3 {
-            match self.producer.abort_transaction(KAFKA_CALL_TIMEOUT) {
-                Ok(()) => return TransactionFailure::Aborted(error),
-                Err(abort_error) if is_fatal(&abort_error) => {
-                    return TransactionFailure::Fatal(abort_error.to_string());
-                }
-                // No transaction open (it failed at `begin`): nothing to abort.
-                Err(abort_error) if abort_error.rdkafka_error_code() == Some(RDKafkaErrorCode::State) => {
-                    return TransactionFailure::Aborted(error);
-                }
-                Err(abort_error) => {
-                    tracing::warn!(error = %abort_error, "ProjectorTransactionAbortRetried");
-                }
-            }
-        }
-        TransactionFailure::Fatal(format!("the transaction could not be aborted after: {error}"))
-    }
-
-    fn send_change(&self, partition: u32, change: &ChangeRecord) -> Result<(), KafkaError> {
-        let envelope = scimflow_proto::ChangeEnvelope::decode(change.envelope.as_slice()).ok();
-        let tenant = envelope.as_ref().map(|envelope| envelope.tenant_id.as_str()).unwrap_or_default();
-        let change_id = envelope.as_ref().map(|envelope| envelope.change_id.as_str()).unwrap_or_default();
-        let mut headers = OwnedHeaders::new().insert(Header { key: "change-id", value: Some(change_id) });
-        let traceparent = envelope.as_ref().map(|envelope| envelope.traceparent.as_str()).unwrap_or_default();
-        if !traceparent.is_empty() {
-            headers = headers.insert(Header { key: trace_context::TRACEPARENT, value: Some(traceparent) });
-        }
-        let mut record = BaseRecord::to(&self.topics.changes)
-            // The changes of command partition p go to changes partition p: per-partition log
-            // order, and republished changes land where the originals would have.
-            .partition(partition as i32)
-            .key(tenant)
-            .payload(change.envelope.as_slice())
-            .headers(headers);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+    /// The consumer's group metadata, which a transaction commits offsets with.
+    fn group_metadata(&self) -> Result<ConsumerGroupMetadata, KafkaError> {
+        self.consumer
+            .group_metadata()
+            .ok_or_else(|| KafkaError::Subscription("the consumer has no group metadata".into()))
     }
 
     /// After a failed transaction only Kafka knows how far the changes are published (if the
@@ -728,13 +568,6 @@ impl<S: StoreWriter + 'static> Worker<S> {
 enum RoundEnd {
     Continue,
     Abandoned,
-}
-
-fn is_fatal(error: &KafkaError) -> bool {
-    match error {
-        KafkaError::Transaction(transaction_error) => transaction_error.is_fatal(),
-        other => other.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal),
-    }
 }
 
 /// Takes one polled record into its partition's window, dropping redeliveries and records of

@@ -87,6 +87,8 @@ pub fn configure(tenants: &TenantDirectory, settings: &NoisySettings) -> (ApiCon
 
 /// One request of a load: what to send.
 struct Request {
+    /// What the request does, for the report of the slowest ones.
+    kind: &'static str,
     method: reqwest::Method,
     path: String,
     body: Option<String>,
@@ -102,6 +104,7 @@ enum Outcome {
 }
 
 struct Sample {
+    kind: &'static str,
     started: Instant,
     latency: Duration,
     outcome: Outcome,
@@ -149,7 +152,7 @@ fn spawn_load(
                     if let Some(body) = request.body {
                         builder = builder.header("Content-Type", "application/scim+json").body(body);
                     }
-                    tasks.push(tokio::spawn(send(builder)));
+                    tasks.push(tokio::spawn(send(request.kind, builder)));
                     due += interval;
                 }
             }
@@ -161,7 +164,7 @@ fn spawn_load(
     })
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Sample {
+async fn send(kind: &'static str, request: reqwest::RequestBuilder) -> Sample {
     let started = Instant::now();
     let outcome = match request.send().await {
         Ok(response) => {
@@ -181,7 +184,7 @@ async fn send(request: reqwest::RequestBuilder) -> Sample {
         }
         Err(error) => Outcome::Transport(format!("{error:?}")),
     };
-    Sample { started, latency: started.elapsed(), outcome }
+    Sample { kind, started, latency: started.elapsed(), outcome }
 }
 
 /// B's mix over its seeded users and groups (see the module docs).
@@ -189,6 +192,7 @@ fn b_request(settings: &NoisySettings, sequence: u64) -> Request {
     let index = sequence as usize / 4;
     match sequence % 4 {
         1 => Request {
+            kind: "POST /Users",
             method: reqwest::Method::POST,
             path: "/Users".into(),
             body: Some(
@@ -201,6 +205,7 @@ fn b_request(settings: &NoisySettings, sequence: u64) -> Request {
         3 => {
             let member = user_id(index % settings.users);
             Request {
+                kind: "PATCH /Groups",
                 method: reqwest::Method::PATCH,
                 path: format!("/Groups/{}", group_id(index % settings.groups)),
                 body: Some(
@@ -214,6 +219,7 @@ fn b_request(settings: &NoisySettings, sequence: u64) -> Request {
             // `userName eq "user-…@example.com"`, percent-encoded.
             let user = user_id((sequence as usize * 7919) % settings.users);
             Request {
+                kind: "GET /Users?filter",
                 method: reqwest::Method::GET,
                 path: format!("/Users?filter=userName%20eq%20%22{user}%40example.com%22"),
                 body: None,
@@ -225,6 +231,7 @@ fn b_request(settings: &NoisySettings, sequence: u64) -> Request {
 /// A's import storm: new users, as fast as it is told.
 fn a_request(sequence: u64) -> Request {
     Request {
+        kind: "POST /Users",
         method: reqwest::Method::POST,
         path: "/Users".into(),
         body: Some(
@@ -369,6 +376,7 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
             _ => {}
         }
     }
+    let mut b_samples_by_phase: Vec<Vec<&Sample>> = vec![Vec::new(); phases];
     let mut b_by_phase: Vec<Vec<Duration>> = vec![Vec::new(); phases];
     for sample in &b.samples {
         if sample.started < first_phase {
@@ -377,6 +385,7 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
         let index = ((sample.started - first_phase).as_secs_f64() / phase.as_secs_f64()) as usize;
         if index < phases {
             b_by_phase[index].push(sample.latency);
+            b_samples_by_phase[index].push(sample);
         }
     }
     let mut a_by_phase: Vec<Vec<&Sample>> = vec![Vec::new(); phases];
@@ -425,6 +434,27 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
             "with_a": {"p50_ms": with.p50, "p99_ms": with.p99, "max_ms": with.max, "requests": with_count,
                        "cpu_seconds": cpu_per_phase[with_index], "a_2xx": a_success, "a_429": a_limited},
             "p99_ratio": p99_ratio, "p50_ratio": p50_ratio}));
+    }
+    // The p99 of a phase is its third-slowest request: what they were and when they started
+    // tells a burst at the start of A's phase from a steady cost.
+    println!("B's slowest requests per phase (latency ms, kind, ms into the phase):");
+    for (index, samples) in b_samples_by_phase.iter_mut().enumerate() {
+        samples.sort_by_key(|sample| std::cmp::Reverse(sample.latency));
+        let opens = phase_start(index);
+        let slowest: Vec<String> = samples
+            .iter()
+            .take(4)
+            .map(|sample| {
+                format!(
+                    "{:.1} {} @{}",
+                    sample.latency.as_secs_f64() * 1000.0,
+                    sample.kind,
+                    sample.started.saturating_duration_since(opens).as_millis()
+                )
+            })
+            .collect();
+        let label = if index % 2 == 0 { "alone " } else { "with A" };
+        println!("  {} {label}: {}", index / 2 + 1, slowest.join(", "));
     }
     let median_p99_ratio = median(&mut p99_ratios);
     let median_p50_ratio = median(&mut p50_ratios);
