@@ -10,7 +10,7 @@ use scimflow_log::OutcomeHub;
 use scimflow_log::embedded::{EMBEDDED_PARTITION, EmbeddedLog};
 use scimflow_store::{PartitionPosition, StoreError, StoreWriter};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Most commands folded into one store commit.
@@ -88,6 +88,7 @@ pub async fn run<S: StoreWriter + 'static>(
         });
         let (mut owned_window, owned_position) = (std::mem::take(window), position.clone());
         let (registry_ref, store_ref) = (registry.clone(), store.clone());
+        let started = Instant::now();
         let folding = tokio::task::spawn_blocking(move || {
             let folded = fold_round(
                 &registry_ref,
@@ -111,6 +112,7 @@ pub async fn run<S: StoreWriter + 'static>(
                 metrics.batch_folded(EMBEDDED_PARTITION, result.outcomes.len(), result.poison);
                 metrics.window(EMBEDDED_PARTITION, window.len(), position.tenants_ahead.len());
                 tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
                     outcomes = result.outcomes.len(),
                     changes = result.changes.len(),
                     "EventsProjected"

@@ -92,7 +92,12 @@ impl ChangeTransactions {
         let started = Instant::now();
         let result = match self.attempt(publishes, group) {
             Ok(count) => {
-                tracing::debug!(partitions = publishes.len(), changes = count, "ChangesPublished");
+                tracing::debug!(
+                    partitions = publishes.len(),
+                    changes = count,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "ChangesPublished"
+                );
                 Ok(())
             }
             Err(error) => Err(self.abort_after(error)),

@@ -451,11 +451,14 @@ impl<S: StoreWriter + 'static> Worker<S> {
         let mut outcomes = Vec::new();
         for partition in foldable {
             let Some(state) = self.partitions.get_mut(&partition) else { continue };
+            let started = Instant::now();
             match fold_partition(&self.registry, &*self.store, partition, &mut state.window, &self.rounds) {
                 Ok((result, next)) => {
                     let folded_until = next.next_offset;
                     tracing::debug!(
                         partition,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        outcomes = result.outcomes.len(),
                         watermark = folded_until,
                         waiting = state.window.len(),
                         changes = result.changes.len(),
