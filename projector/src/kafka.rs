@@ -81,10 +81,10 @@ pub struct KafkaProjectorConfig {
 impl KafkaProjectorConfig {
     pub const DEFAULT_GROUP_ID: &'static str = "scimflow-projector";
     pub const DEFAULT_MAX_BATCH: usize = crate::embedded::MAX_BATCH;
-    /// Each Kafka round is a transaction (~10 ms): shares large enough that a busy tenant's
-    /// backlog drains about as fast as in log order, while another tenant's command waits for
-    /// one round of it (`scimflow-bench --log kafka backlog`).
-    pub const DEFAULT_TENANT_SHARE: usize = 512;
+    /// As on the embedded log: rounds are cheap since transactions run off the fold loop, so
+    /// a small share costs a busy tenant's backlog little drain speed while another tenant's
+    /// command waits for one short round (`scimflow-bench --log kafka backlog`).
+    pub const DEFAULT_TENANT_SHARE: usize = crate::window::DEFAULT_TENANT_SHARE;
     pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
     pub fn new(kafka: KafkaConfig) -> Self {

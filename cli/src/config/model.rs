@@ -230,8 +230,7 @@ pub struct ProjectorSettings {
     pub instance_id: Option<String>,
     pub max_batch: usize,
     /// Most commands of one tenant in a round while other tenants of its partition wait;
-    /// unset: 64 on the embedded log (rounds are cheap), 512 on Kafka (each round is a
-    /// transaction).
+    /// unset: the projector's default (64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_share: Option<usize>,
     pub transaction_timeout_ms: u64,

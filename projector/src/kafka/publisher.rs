@@ -17,8 +17,12 @@
 //!   republishing) and called [`ChangePublisher::resume`]. Nothing published after a gap.
 //! - A revocation waits for the queue to be idle ([`PublishQueue::wait_idle`]), so the next
 //!   owner's committed offset covers what this member folded.
-//! - The queue holds at most [`MAX_QUEUED_ROUNDS`] rounds: a slow broker slows folding rather
-//!   than growing memory.
+//! - The queue holds at most [`MAX_QUEUED_BYTES`] of changes (and [`MAX_QUEUED_ROUNDS`]
+//!   rounds): a broker slower than the fold slows folding rather than growing memory. The bound
+//!   is on what waits, not on what is in flight, so the fold loop only waits when the publisher
+//!   is behind by that much (blocking it for every transaction's duration once a few rounds
+//!   are queued made a busy tenant's backlog delay other tenants' answers by whole
+//!   transactions).
 
 use super::Control;
 use super::transactions::{ChangeTransactions, PartitionPublish, TransactionFailure};
@@ -27,19 +31,52 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Rounds waiting for a transaction before `submit` blocks.
-const MAX_QUEUED_ROUNDS: usize = 32;
-/// Rounds merged into one transaction at most.
-const MAX_MERGED_ROUNDS: usize = 64;
+/// Change bytes waiting for a transaction before `submit` blocks.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Rounds waiting for a transaction before `submit` blocks (rounds without changes are small
+/// but not free).
+const MAX_QUEUED_ROUNDS: usize = 4096;
+/// Changes merged into one transaction at most (a round is never split): bounds how long one
+/// transaction takes and what a failed one has to republish.
+const MAX_TRANSACTION_CHANGES: usize = 10_000;
 /// How often an idle publisher thread looks at the kill switch.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 
+/// What publishes a transaction: [`ChangeTransactions`], or a scripted stand-in in tests.
+pub(crate) trait Transact: Send + 'static {
+    /// What a transaction's offsets are committed with (the consumer's group metadata).
+    type Group: Send + 'static;
+
+    /// Publishes `publishes` in one transaction (see [`ChangeTransactions::publish`]).
+    fn publish(
+        &mut self,
+        publishes: &[PartitionPublish],
+        group: &Self::Group,
+        control: &Control,
+    ) -> Result<(), TransactionFailure>;
+}
+
+impl Transact for ChangeTransactions {
+    type Group = ConsumerGroupMetadata;
+
+    fn publish(
+        &mut self,
+        publishes: &[PartitionPublish],
+        group: &ConsumerGroupMetadata,
+        control: &Control,
+    ) -> Result<(), TransactionFailure> {
+        ChangeTransactions::publish(self, publishes, group, control)
+    }
+}
+
 /// A folded round waiting to be published.
-struct QueuedRound {
+struct QueuedRound<G> {
     publishes: Vec<PartitionPublish>,
+    changes: usize,
+    bytes: usize,
     /// The consumer's group metadata when the round was folded: the coordinator refuses the
     /// offsets if the member was fenced since.
-    group: ConsumerGroupMetadata,
+    group: G,
 }
 
 /// A failed transaction, for the fold loop.
@@ -53,9 +90,10 @@ pub(crate) enum PublishFailure {
     },
 }
 
-#[derive(Default)]
-struct Queue {
-    rounds: VecDeque<QueuedRound>,
+struct Queue<G> {
+    rounds: VecDeque<QueuedRound<G>>,
+    /// The change bytes of `rounds`.
+    bytes: usize,
     /// A transaction is in flight.
     busy: bool,
     /// A transaction failed and the loop has not resumed the queue yet.
@@ -65,20 +103,33 @@ struct Queue {
     failures: Vec<PublishFailure>,
 }
 
+impl<G> Default for Queue<G> {
+    fn default() -> Self {
+        Queue {
+            rounds: VecDeque::new(),
+            bytes: 0,
+            busy: false,
+            halted: false,
+            finishing: false,
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// The state shared by the fold loop, the rebalance callback and the publisher thread.
-pub(crate) struct PublishQueue {
-    queue: Mutex<Queue>,
+pub(crate) struct PublishQueue<T: Transact = ChangeTransactions> {
+    queue: Mutex<Queue<T::Group>>,
     changed: Condvar,
-    transactions: Mutex<ChangeTransactions>,
+    transactions: Mutex<T>,
     control: Arc<Control>,
 }
 
-impl PublishQueue {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+impl<T: Transact> PublishQueue<T> {
+    fn lock(&self) -> MutexGuard<'_, Queue<T::Group>> {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn transactions(&self) -> MutexGuard<'_, ChangeTransactions> {
+    fn transactions(&self) -> MutexGuard<'_, T> {
         self.transactions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -100,13 +151,13 @@ impl PublishQueue {
 }
 
 /// The fold loop's handle to the publisher thread.
-pub(crate) struct ChangePublisher {
-    shared: Arc<PublishQueue>,
+pub(crate) struct ChangePublisher<T: Transact = ChangeTransactions> {
+    shared: Arc<PublishQueue<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl ChangePublisher {
-    pub(crate) fn start(transactions: ChangeTransactions, control: Arc<Control>) -> std::io::Result<Self> {
+impl<T: Transact> ChangePublisher<T> {
+    pub(crate) fn start(transactions: T, control: Arc<Control>) -> std::io::Result<Self> {
         let shared = Arc::new(PublishQueue {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
@@ -121,21 +172,28 @@ impl ChangePublisher {
     }
 
     /// For the rebalance callback.
-    pub(crate) fn queue(&self) -> Arc<PublishQueue> {
+    pub(crate) fn queue(&self) -> Arc<PublishQueue<T>> {
         self.shared.clone()
     }
 
-    /// Queues a folded round; blocks while [`MAX_QUEUED_ROUNDS`] are waiting. Dropped while the
-    /// queue is halted (the loop republishes it from the store).
-    pub(crate) fn submit(&self, publishes: Vec<PartitionPublish>, group: ConsumerGroupMetadata) {
+    /// Queues a folded round; blocks while the queue is full (see the module docs). Dropped
+    /// while the queue is halted (the loop republishes it from the store).
+    pub(crate) fn submit(&self, publishes: Vec<PartitionPublish>, group: T::Group) {
+        let changes = publishes.iter().map(|publish| publish.changes.len()).sum();
+        let bytes =
+            publishes.iter().flat_map(|publish| &publish.changes).map(|change| change.envelope.len()).sum();
         let mut queue = self.shared.lock();
-        while queue.rounds.len() >= MAX_QUEUED_ROUNDS && !queue.halted && !self.shared.control.killed() {
+        while (queue.bytes >= MAX_QUEUED_BYTES || queue.rounds.len() >= MAX_QUEUED_ROUNDS)
+            && !queue.halted
+            && !self.shared.control.killed()
+        {
             queue = self.shared.changed.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         if queue.halted {
             return;
         }
-        queue.rounds.push_back(QueuedRound { publishes, group });
+        queue.bytes += bytes;
+        queue.rounds.push_back(QueuedRound { publishes, changes, bytes, group });
         self.shared.changed.notify_all();
     }
 
@@ -154,7 +212,7 @@ impl ChangePublisher {
     pub(crate) fn publish_now(
         &self,
         publish: &PartitionPublish,
-        group: &ConsumerGroupMetadata,
+        group: &T::Group,
     ) -> Result<(), TransactionFailure> {
         self.shared.wait_idle(Duration::MAX);
         self.shared.transactions().publish(std::slice::from_ref(publish), group, &self.shared.control)
@@ -170,7 +228,7 @@ impl ChangePublisher {
     }
 }
 
-impl Drop for ChangePublisher {
+impl<T: Transact> Drop for ChangePublisher<T> {
     fn drop(&mut self) {
         // Without `finish` (a killed or failed worker): the thread publishes what is queued
         // unless killed, and ends; nobody waits for it.
@@ -179,15 +237,16 @@ impl Drop for ChangePublisher {
     }
 }
 
-fn publish_until_finished(shared: &PublishQueue) {
+fn publish_until_finished<T: Transact>(shared: &PublishQueue<T>) {
     loop {
-        let rounds: Vec<QueuedRound> = {
+        let rounds: Vec<QueuedRound<T::Group>> = {
             let mut queue = shared.lock();
             loop {
                 if shared.control.killed() {
                     // A simulated crash: what is queued is never published (republished by the
                     // next owner from the store).
                     queue.rounds.clear();
+                    queue.bytes = 0;
                     shared.changed.notify_all();
                     return;
                 }
@@ -204,8 +263,20 @@ fn publish_until_finished(shared: &PublishQueue) {
                     .0;
             }
             queue.busy = true;
-            let take = queue.rounds.len().min(MAX_MERGED_ROUNDS);
-            queue.rounds.drain(..take).collect()
+            let mut taken = Vec::new();
+            let mut changes = 0;
+            while let Some(round) = queue.rounds.front() {
+                if !taken.is_empty() && changes + round.changes > MAX_TRANSACTION_CHANGES {
+                    break;
+                }
+                changes += round.changes;
+                let round = queue.rounds.pop_front().expect("front exists");
+                queue.bytes -= round.bytes;
+                taken.push(round);
+            }
+            // Room for the fold loop while this transaction runs.
+            shared.changed.notify_all();
+            taken
         };
         // The freshest metadata: a rebalance since an older round does not fence this member.
         let mut group = None;
@@ -224,6 +295,7 @@ fn publish_until_finished(shared: &PublishQueue) {
         if let Err(failure) = result {
             queue.halted = true;
             queue.rounds.clear();
+            queue.bytes = 0;
             queue.failures.push(match failure {
                 TransactionFailure::Aborted(error) => PublishFailure::Aborted(error.to_string()),
                 TransactionFailure::Fatal { reason, replaced } => PublishFailure::Fatal { reason, replaced },
@@ -256,10 +328,137 @@ fn merge(rounds: impl IntoIterator<Item = Vec<PartitionPublish>>) -> Vec<Partiti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::error::KafkaError;
     use scimflow_store::ChangeRecord;
+    use std::sync::mpsc;
 
     fn change(offset: u64, index: u32) -> ChangeRecord {
         ChangeRecord { offset, index, envelope: vec![offset as u8, index as u8] }
+    }
+
+    /// (partition, offsets of its changes, commit offset) of each partition in a transaction.
+    type Published = Vec<(u32, Vec<u64>, u64)>;
+
+    /// A transaction stand-in: reports what each transaction publishes when it begins, then
+    /// ends it as the test answers, so the test decides what is queued while one runs.
+    struct Scripted {
+        begun: mpsc::Sender<Published>,
+        answers: mpsc::Receiver<Result<(), TransactionFailure>>,
+    }
+
+    impl Transact for Scripted {
+        type Group = ();
+
+        fn publish(
+            &mut self,
+            publishes: &[PartitionPublish],
+            _group: &(),
+            _control: &Control,
+        ) -> Result<(), TransactionFailure> {
+            let published = publishes
+                .iter()
+                .map(|publish| {
+                    let offsets = publish.changes.iter().map(|change| change.offset).collect();
+                    (publish.partition, offsets, publish.commit_offset)
+                })
+                .collect();
+            self.begun.send(published).expect("the test listens");
+            self.answers.recv().expect("the test answers")
+        }
+    }
+
+    struct Script {
+        publisher: ChangePublisher<Scripted>,
+        begun: mpsc::Receiver<Published>,
+        answers: mpsc::Sender<Result<(), TransactionFailure>>,
+    }
+
+    impl Script {
+        fn start() -> Script {
+            let (begun_sender, begun) = mpsc::channel();
+            let (answers, answers_receiver) = mpsc::channel();
+            let scripted = Scripted { begun: begun_sender, answers: answers_receiver };
+            let publisher = ChangePublisher::start(scripted, Arc::new(Control::default())).unwrap();
+            Script { publisher, begun, answers }
+        }
+
+        /// A round of partition 0 folding the command at `offset` (one change).
+        fn submit(&self, offset: u64) {
+            let publish = PartitionPublish {
+                partition: 0,
+                changes: vec![change(offset, 0)],
+                commit_offset: offset + 1,
+            };
+            self.publisher.submit(vec![publish], ());
+        }
+
+        fn next_transaction(&self) -> Published {
+            self.begun.recv_timeout(Duration::from_secs(10)).expect("a transaction begins")
+        }
+
+        fn end_transaction(&self, result: Result<(), TransactionFailure>) {
+            self.answers.send(result).unwrap();
+        }
+    }
+
+    #[test]
+    fn rounds_folded_while_a_transaction_runs_go_out_together_in_the_next_one() {
+        let script = Script::start();
+        script.submit(0);
+        assert_eq!(script.next_transaction(), vec![(0, vec![0], 1)]);
+        // The fold loop goes on while the transaction runs.
+        script.submit(1);
+        script.submit(2);
+        script.end_transaction(Ok(()));
+        assert_eq!(script.next_transaction(), vec![(0, vec![1, 2], 3)]);
+        script.submit(3);
+        script.end_transaction(Ok(()));
+        assert_eq!(script.next_transaction(), vec![(0, vec![3], 4)]);
+        script.end_transaction(Ok(()));
+        assert!(script.publisher.queue().wait_idle(Duration::from_secs(10)));
+        assert!(script.publisher.take_failures().is_empty());
+        script.publisher.finish();
+    }
+
+    #[test]
+    fn after_a_failed_transaction_nothing_is_published_until_the_loop_resumes_the_queue() {
+        let script = Script::start();
+        script.submit(0);
+        assert_eq!(script.next_transaction(), vec![(0, vec![0], 1)]);
+        script.submit(1);
+        script.submit(2);
+        let aborted = KafkaError::Subscription("scripted abort".into());
+        script.end_transaction(Err(TransactionFailure::Aborted(aborted)));
+        assert!(script.publisher.queue().wait_idle(Duration::from_secs(10)));
+        let failures = script.publisher.take_failures();
+        assert!(
+            matches!(failures.as_slice(), [PublishFailure::Aborted(error)] if error.contains("scripted abort"))
+        );
+        // Handed in before the loop has dealt with the failure: dropped too (republished from
+        // the store once the partitions are prepared again).
+        script.submit(3);
+        script.publisher.resume();
+        script.submit(7);
+        // Rounds 1, 2 and 3 never went out: publishing them after the gap of round 0 would
+        // move the committed offset past changes that are not on the topic.
+        assert_eq!(script.next_transaction(), vec![(0, vec![7], 8)]);
+        script.end_transaction(Ok(()));
+        script.publisher.finish();
+        assert!(script.begun.try_recv().is_err(), "no other transaction");
+    }
+
+    #[test]
+    fn finishing_publishes_what_is_queued_first() {
+        let script = Script::start();
+        script.submit(0);
+        assert_eq!(script.next_transaction(), vec![(0, vec![0], 1)]);
+        script.submit(1);
+        // Both transactions may end: the second one is answered before it begins.
+        script.end_transaction(Ok(()));
+        script.end_transaction(Ok(()));
+        script.publisher.finish();
+        let second = script.begun.recv_timeout(Duration::from_secs(10)).expect("published before the end");
+        assert_eq!(second, vec![(0, vec![1], 2)]);
     }
 
     #[test]
