@@ -162,12 +162,29 @@ fn rss_mib() -> f64 {
 
 /// RSS of a JVM started by `deploy/local/services.sh` (its pid file), if it runs here.
 fn service_rss_mib(service: &str) -> Option<f64> {
+    let rss = rss_of(&service_pid(service)?);
+    (rss > 0.0).then_some(rss)
+}
+
+/// The pid of a JVM started by `deploy/local/services.sh` (its pid file), if it runs here.
+fn service_pid(service: &str) -> Option<String> {
     let state = std::env::var("SERVICES_STATE").unwrap_or_else(|_| {
         format!("{}/.cache/scimflow-services/state", std::env::var("HOME").unwrap_or_default())
     });
     let pid = std::fs::read_to_string(format!("{state}/{service}/{service}.pid")).ok()?;
-    let rss = rss_of(pid.trim());
-    (rss > 0.0).then_some(rss)
+    let pid = pid.trim().to_owned();
+    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// CPU seconds (user + system) process `pid` (`self`: this one) has used so far.
+fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest)?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn services_rss(log: LogKind, store: StoreKind) -> Value {

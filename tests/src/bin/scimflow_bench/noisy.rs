@@ -22,7 +22,7 @@
 //! `Retry-After` of at least one second; every request of both tenants got an answer (sent ==
 //! answered, no transport errors); every B request and every admitted A request got a 2xx.
 
-use super::{Harness, percentiles, user_id};
+use super::{Harness, LogKind, StoreKind, cpu_seconds_of, percentiles, service_pid, user_id};
 use clap::Args;
 use futures_util::future::join_all;
 use scimflow_core::ResourceKind;
@@ -253,15 +253,25 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// CPU seconds (user + system) this process has used so far.
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+/// The processes whose CPU time is measured per phase: this one (API, projector and both
+/// clients) and the local broker and database when the run uses them.
+fn measured_processes(log: LogKind, store: StoreKind) -> Vec<(&'static str, String)> {
+    let mut processes = vec![("this process", "self".to_owned())];
+    if log == LogKind::Kafka
+        && let Some(pid) = service_pid("kafka")
+    {
+        processes.push(("Kafka", pid));
+    }
+    if store == StoreKind::Cql
+        && let Some(pid) = service_pid("cassandra")
+    {
+        processes.push(("Cassandra", pid));
+    }
+    processes
+}
+
+fn cpu_seconds(processes: &[(&'static str, String)]) -> Vec<f64> {
+    processes.iter().map(|(_, pid)| cpu_seconds_of(pid).unwrap_or(0.0)).collect()
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -353,13 +363,14 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
     let a_load = spawn_load(harness.app_url.clone(), noisy_token.to_owned(), a_rate, a_windows, a_request);
 
     // This process's CPU time per phase (API, projector and both clients): what A's phases cost.
-    let mut cpu_per_phase = Vec::with_capacity(phases);
+    let processes = measured_processes(log, store);
+    let mut cpu_by_phase: Vec<Vec<f64>> = Vec::with_capacity(phases);
     tokio::time::sleep_until(first_phase.into()).await;
-    let mut cpu_before = process_cpu_seconds();
+    let mut cpu_before = cpu_seconds(&processes);
     for index in 0..phases {
         tokio::time::sleep_until(phase_start(index + 1).into()).await;
-        let cpu_now = process_cpu_seconds();
-        cpu_per_phase.push(cpu_now - cpu_before);
+        let cpu_now = cpu_seconds(&processes);
+        cpu_by_phase.push(cpu_now.iter().zip(&cpu_before).map(|(now, before)| now - before).collect());
         cpu_before = cpu_now;
     }
     let (b, a) = tokio::task::spawn_blocking(move || {
@@ -425,14 +436,14 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
             alone.p99,
             with.p50,
             with.p99,
-            cpu_per_phase[alone_index],
-            cpu_per_phase[with_index]
+            cpu_by_phase[alone_index][0],
+            cpu_by_phase[with_index][0]
         );
         pairs.push(json!({"pair": pair + 1,
             "alone": {"p50_ms": alone.p50, "p99_ms": alone.p99, "max_ms": alone.max, "requests": alone_count,
-                      "cpu_seconds": cpu_per_phase[alone_index]},
+                      "cpu_seconds": cpu_by_phase[alone_index][0]},
             "with_a": {"p50_ms": with.p50, "p99_ms": with.p99, "max_ms": with.max, "requests": with_count,
-                       "cpu_seconds": cpu_per_phase[with_index], "a_2xx": a_success, "a_429": a_limited},
+                       "cpu_seconds": cpu_by_phase[with_index][0], "a_2xx": a_success, "a_429": a_limited},
             "p99_ratio": p99_ratio, "p50_ratio": p50_ratio}));
     }
     // The p99 of a phase is its third-slowest request: what they were and when they started
@@ -456,6 +467,21 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
         let label = if index % 2 == 0 { "alone " } else { "with A" };
         println!("  {} {label}: {}", index / 2 + 1, slowest.join(", "));
     }
+    // What A's phases cost each process: on a shared machine, B's tail follows the CPU left.
+    let mut cpu_report = json!({});
+    let mut cpu_lines = Vec::new();
+    for (index, (name, _)) in processes.iter().enumerate() {
+        let mut alone: Vec<f64> = cpu_by_phase.iter().step_by(2).map(|cpu| cpu[index]).collect();
+        let mut with: Vec<f64> = cpu_by_phase.iter().skip(1).step_by(2).map(|cpu| cpu[index]).collect();
+        let (alone, with) = (median(&mut alone), median(&mut with));
+        cpu_lines.push(format!("{name} {alone:.2} → {with:.2}"));
+        cpu_report[*name] = json!({"alone": alone, "with_a": with});
+    }
+    println!(
+        "CPU seconds per {} s phase (median), B alone → with A: {}",
+        settings.phase_seconds,
+        cpu_lines.join("; ")
+    );
     let median_p99_ratio = median(&mut p99_ratios);
     let median_p50_ratio = median(&mut p50_ratios);
     let (pooled_alone, pooled_with) = (percentiles(&mut all_alone), percentiles(&mut all_with));
@@ -518,7 +544,7 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
         "a": {"sent": a.sent, "success": a_tally.success, "limited": a_tally.limited,
               "limited_without_retry_after": a_tally.limited_without_retry_after, "other": a_tally.other,
               "transport_errors": a_tally.transport, "admitted_per_second": a_admitted_rate},
-        "unanswered": unanswered, "load_average_before": load_before, "load_average_after": load_after,
+        "cpu_seconds_per_phase": cpu_report, "unanswered": unanswered, "load_average_before": load_before, "load_average_after": load_after,
         "passed": passed});
     (report, passed)
 }
