@@ -103,6 +103,10 @@ enum Mode {
         clients: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Tenants the clients write as (client k as tenant k mod n): on Kafka, tenants spread
+        /// over the command partitions, which a projector member folds at the same time.
+        #[arg(long, default_value_t = 1)]
+        tenants: usize,
     },
     /// Lag from the 2xx to fanout's delivery (webhook; product topic on Kafka) at a steady rate.
     FanoutLag {
@@ -369,9 +373,19 @@ impl Harness {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Duration, Vec<u8>) {
+        self.send_as(&self.token, method, path, body).await
+    }
+
+    /// Sends as the tenant of `token`.
+    async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Duration, Vec<u8>) {
         let started = Instant::now();
-        let mut request =
-            self.client.request(method, format!("{}{path}", self.app_url)).bearer_auth(&self.token);
+        let mut request = self.client.request(method, format!("{}{path}", self.app_url)).bearer_auth(token);
         if let Some(body) = body {
             request = request.header("Content-Type", "application/scim+json").body(body.to_string());
         }
@@ -485,10 +499,14 @@ fn mean_ms(samples: &[Duration]) -> f64 {
     samples.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / samples.len() as f64
 }
 
-async fn bench_writes(harness: &Harness, clients: usize, seconds: u64) -> Value {
+async fn bench_writes(harness: &Harness, clients: usize, seconds: u64, other_tenants: &[String]) -> Value {
     *TIMINGS.lock().unwrap() = Some(Timings::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tokens: Vec<&str> =
+        std::iter::once(harness.token.as_str()).chain(other_tenants.iter().map(String::as_str)).collect();
+    let tokens = &tokens;
     let workers = (0..clients).map(|worker| async move {
+        let token = tokens[worker % tokens.len()];
         let mut latencies = Vec::new();
         let mut errors = 0usize;
         let mut sequence = 0usize;
@@ -497,7 +515,7 @@ async fn bench_writes(harness: &Harness, clients: usize, seconds: u64) -> Value 
             let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                 "userName": format!("w{worker}-{sequence}@example.com"), "active": true,
                 "emails": [{"value": format!("w{worker}-{sequence}@example.com"), "type": "work", "primary": true}]});
-            let (status, elapsed) = harness.send(reqwest::Method::POST, "/Users", Some(&body)).await;
+            let (status, elapsed, _) = harness.send_as(token, reqwest::Method::POST, "/Users", Some(&body)).await;
             if status == 201 { latencies.push(elapsed) } else { errors += 1 }
         }
         (latencies, errors)
@@ -514,8 +532,9 @@ async fn bench_writes(harness: &Harness, clients: usize, seconds: u64) -> Value 
     let rate = acknowledged as f64 / elapsed;
     let (log, store) = harness.topology;
     println!(
-        "writes on --log {log:?} --store {store:?}: {clients} clients, {elapsed:.1} s: {acknowledged} acknowledged \
-         ({rate:.0}/s), {errors} errors"
+        "writes on --log {log:?} --store {store:?}: {clients} clients as {} tenant(s), {elapsed:.1} s: \
+         {acknowledged} acknowledged ({rate:.0}/s), {errors} errors",
+        tokens.len()
     );
     println!(
         "  latency mean {mean:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {:.0} MiB",
@@ -554,7 +573,7 @@ async fn bench_writes(harness: &Harness, clients: usize, seconds: u64) -> Value 
             transaction_stats.p99
         );
     }
-    let mut report = json!({"mode": "writes", "topology": topology_json(harness), "clients": clients,
+    let mut report = json!({"mode": "writes", "topology": topology_json(harness), "clients": clients, "tenants": tokens.len(),
         "seconds": elapsed, "acknowledged": acknowledged, "writes_per_second": rate, "errors": errors,
         "mean_ms": mean, "p50_ms": stats.p50, "p99_ms": stats.p99, "max_ms": stats.max, "rss_mib": rss_mib(),
         "produce_mean_ms": produce_mean, "produce_p50_ms": produce_stats.p50, "produce_p99_ms": produce_stats.p99,
@@ -783,6 +802,7 @@ async fn main() {
     let subscriptions = receiver.as_ref().map(|receiver| receiver.subscriptions(cli.log));
     let mut noisy_tenant = None;
     let mut busy_tenant = None;
+    let mut other_writers = Vec::new();
     let harness = start(&cli, subscriptions, |tenants| match &cli.mode {
         Mode::Noisy(settings) => {
             let (config, tenant) = noisy::configure(tenants, settings);
@@ -794,6 +814,12 @@ async fn main() {
             busy_tenant = Some((tenant.id, token));
             ApiConfig::default()
         }
+        Mode::Writes { tenants: count, .. } => {
+            other_writers = (1..*count)
+                .map(|index| tenants.create(&format!("writes-{index}"), 0).expect("tenant").1)
+                .collect();
+            ApiConfig::default()
+        }
         _ => ApiConfig::default(),
     })
     .await;
@@ -802,7 +828,9 @@ async fn main() {
             let receiver = receiver.as_ref().expect("started for this mode");
             (fanout_lag::bench_fanout_lag(&harness, receiver, rate, seconds).await, true)
         }
-        Mode::Writes { clients, seconds } => (bench_writes(&harness, clients, seconds).await, true),
+        Mode::Writes { clients, seconds, .. } => {
+            (bench_writes(&harness, clients, seconds, &other_writers).await, true)
+        }
         Mode::Membership { sizes, iterations, page_all } => {
             (bench_membership(&harness, sizes, iterations, page_all).await, true)
         }
