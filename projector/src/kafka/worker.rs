@@ -449,23 +449,17 @@ impl<S: StoreWriter + 'static> Worker<S> {
         if foldable.is_empty() {
             return RoundEnd::Continue;
         }
-        let windows: Vec<(u32, &mut Window)> = self
-            .partitions
-            .iter_mut()
-            .filter(|(partition, _)| foldable.contains(partition))
-            .map(|(partition, state)| (*partition, &mut state.window))
-            .collect();
-        let folded = fold_partitions(&self.registry, &*self.store, windows, &self.rounds);
-        let mut publishes = Vec::with_capacity(folded.len());
+        let mut publishes = Vec::with_capacity(foldable.len());
         let mut outcomes = Vec::new();
-        for Folded { partition, elapsed, result } in folded {
+        for partition in foldable {
             let Some(state) = self.partitions.get_mut(&partition) else { continue };
-            match result {
+            let started = Instant::now();
+            match fold_partition(&self.registry, &*self.store, partition, &mut state.window, &self.rounds) {
                 Ok((result, next)) => {
                     let folded_until = next.next_offset;
                     tracing::debug!(
                         partition,
-                        elapsed_us = elapsed.as_micros() as u64,
+                        elapsed_us = started.elapsed().as_micros() as u64,
                         outcomes = result.outcomes.len(),
                         watermark = folded_until,
                         waiting = state.window.len(),
@@ -607,52 +601,6 @@ fn take_record(
         payload: message.payload().unwrap_or_default().to_vec(),
     });
     Some(partition)
-}
-
-/// One partition's round, folded.
-struct Folded {
-    partition: u32,
-    elapsed: Duration,
-    result: Result<(BatchResult, PartitionPosition), StoreError>,
-}
-
-/// Partitions folded at the same time at most.
-const MAX_PARALLEL_FOLDS: usize = 8;
-
-/// Folds a round of each window. Partitions are independent (a tenant's commands are all in one
-/// partition), so several ready partitions fold at the same time, each on a thread of its own:
-/// a round's store commit is mostly waiting (a CQL commit is several round trips), and a tenant
-/// must not wait for the rounds of tenants of other partitions.
-fn fold_partitions<S: StoreWriter + ?Sized>(
-    registry: &SchemaRegistry,
-    store: &S,
-    windows: Vec<(u32, &mut Window)>,
-    limits: &RoundLimits,
-) -> Vec<Folded> {
-    let fold = |partition: u32, window: &mut Window| {
-        let started = Instant::now();
-        let result = fold_partition(registry, store, partition, window, limits);
-        Folded { partition, elapsed: started.elapsed(), result }
-    };
-    if windows.len() == 1 {
-        return windows.into_iter().map(|(partition, window)| fold(partition, window)).collect();
-    }
-    let mut folded = Vec::with_capacity(windows.len());
-    let mut windows = windows.into_iter().peekable();
-    while windows.peek().is_some() {
-        let batch: Vec<(u32, &mut Window)> = windows.by_ref().take(MAX_PARALLEL_FOLDS).collect();
-        std::thread::scope(|scope| {
-            let folds: Vec<_> = batch
-                .into_iter()
-                .map(|(partition, window)| scope.spawn(move || fold(partition, window)))
-                .collect();
-            for handle in folds {
-                // A panicking fold panics the projector thread, as a fold on it would.
-                folded.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-            }
-        });
-    }
-    folded
 }
 
 /// Folds the next round of `window` (what the store's position counts as folded is skipped)
