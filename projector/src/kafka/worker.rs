@@ -4,10 +4,9 @@
 //! republish what a previous owner folded but did not publish, resume); poll what is available
 //! into each partition's window (waiting only when idle, so an idle projector answers at once
 //! and a busy one folds big rounds; a full window pauses its partition); fold a round of each
-//! ready partition's window (each tenant's share, see [`crate::window`]; ready partitions at the
-//! same time) into the store; report the outcomes; hand the changes and the new watermarks to
-//! the publisher thread (`super::publisher`), which publishes them in a transaction while the
-//! next rounds fold.
+//! ready partition's window (each tenant's share, see [`crate::window`]) into the store; report
+//! the outcomes; hand the changes and the new watermarks to the publisher thread
+//! (`super::publisher`), which publishes them in a transaction while the next rounds fold.
 //!
 //! Failures never skip or reorder: a store error keeps the partition's records, pauses the
 //! partition and retries with backoff; an aborted transaction sends the partition back through
