@@ -639,9 +639,11 @@ async fn cassandra_stopped_under_load_pauses_the_projector_and_resumes_exactly()
     let dir = tempfile::tempdir().unwrap();
     let options = fresh.options(dir.path(), LogKind::Kafka, StoreKind::Cql);
     let app = spawn_app_with_options(options, dir).await;
-    // Cassandra takes ~7 s to stop and ~10–15 s to start: ~25 s without a database in all.
-    outage_under_load(app, "cassandra", &first_address("SCIMFLOW_CQL_NODES"), Duration::from_secs(5), true)
-        .await;
+    // Held down longer than the outcome timeout: a write made during the outage is answered
+    // 503 only after OUTCOME_TIMEOUT, so a shorter outage (Cassandra may restart in ~6 s) can
+    // end before any write made inside it is answered, and the check below has nothing to see.
+    let down_for = OUTCOME_TIMEOUT + Duration::from_secs(3);
+    outage_under_load(app, "cassandra", &first_address("SCIMFLOW_CQL_NODES"), down_for, true).await;
 }
 
 // ---- c. kill -9 of a projector process (separate API and projector processes, Kafka + CQL) -----
