@@ -615,8 +615,9 @@ async fn kafka_broker_stopped_under_load_loses_no_acknowledged_write_and_recover
 /// An outage longer than the projector's transaction timeout (5 s here; 15 s by default, so a
 /// broker restart that takes a little longer): the restarted broker aborts the projector's open
 /// transaction and librdkafka makes the producer's next step fatal (INVALID_TXN_STATE). The
-/// projector re-opens its worker (same transactional id, positions from the store, publishing
-/// from the committed offset) and the pipeline recovers without a restart.
+/// projector's publisher replaces its transactional producer (same transactional id), every
+/// partition republishes from the committed offset, and the pipeline recovers without a
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_broker_stopped_longer_than_the_transaction_timeout_recovers_by_itself() {
     let _serial = LOCK.lock().await;
