@@ -167,7 +167,7 @@ impl<T: Transact> ChangePublisher<T> {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("scimflow-change-publisher".into())
-            .spawn(move || publish_until_finished(&thread_shared))?;
+            .spawn(move || publish_or_report_panic(&thread_shared))?;
         Ok(ChangePublisher { shared, thread: Some(thread) })
     }
 
@@ -234,6 +234,25 @@ impl<T: Transact> Drop for ChangePublisher<T> {
         // unless killed, and ends; nobody waits for it.
         self.shared.lock().finishing = true;
         self.shared.changed.notify_all();
+    }
+}
+
+/// Runs the thread; a panic (a bug) must not leave the fold loop waiting for an idle queue
+/// forever: it is reported as a fatal failure with no producer, so the worker ends and is
+/// re-opened (positions from the store, publishing from the committed offset).
+fn publish_or_report_panic<T: Transact>(shared: &PublishQueue<T>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| publish_until_finished(shared)));
+    if outcome.is_err() {
+        tracing::error!("ChangePublisherPanicked");
+        let mut queue = shared.lock();
+        queue.busy = false;
+        queue.halted = true;
+        queue.rounds.clear();
+        queue.bytes = 0;
+        queue
+            .failures
+            .push(PublishFailure::Fatal { reason: "the change publisher panicked".into(), replaced: false });
+        shared.changed.notify_all();
     }
 }
 
@@ -445,6 +464,22 @@ mod tests {
         script.end_transaction(Ok(()));
         script.publisher.finish();
         assert!(script.begun.try_recv().is_err(), "no other transaction");
+    }
+
+    #[test]
+    fn a_panic_in_the_publisher_is_reported_as_fatal_instead_of_leaving_the_loop_waiting() {
+        let script = Script::start();
+        script.submit(0);
+        assert_eq!(script.next_transaction(), vec![(0, vec![0], 1)]);
+        // The stand-in panics when nobody can answer it any more.
+        let Script { publisher, begun: _begun, answers } = script;
+        drop(answers);
+        assert!(publisher.queue().wait_idle(Duration::from_secs(10)), "not left busy");
+        let failures = publisher.take_failures();
+        assert!(
+            matches!(failures.as_slice(), [PublishFailure::Fatal { replaced: false, .. }]),
+            "{failures:?}"
+        );
     }
 
     #[test]
