@@ -79,17 +79,6 @@ struct QueuedRound<G> {
     group: G,
 }
 
-/// A failed transaction, for the fold loop.
-#[derive(Debug)]
-pub(crate) enum PublishFailure {
-    Aborted(String),
-    /// The producer failed; `replaced` as in [`TransactionFailure::Fatal`].
-    Fatal {
-        reason: String,
-        replaced: bool,
-    },
-}
-
 struct Queue<G> {
     rounds: VecDeque<QueuedRound<G>>,
     /// The change bytes of `rounds`.
@@ -100,7 +89,24 @@ struct Queue<G> {
     halted: bool,
     /// No more rounds: publish what is queued, then end the thread.
     finishing: bool,
-    failures: Vec<PublishFailure>,
+    /// Failed transactions the fold loop has not taken yet.
+    failures: Vec<TransactionFailure>,
+}
+
+impl<G> Queue<G> {
+    /// After a failed transaction: what is queued is dropped (republished from the store once
+    /// the loop has prepared the partitions again), and so is what comes until it resumes.
+    fn halt(&mut self, failure: TransactionFailure) {
+        self.busy = false;
+        self.halted = true;
+        self.drop_rounds();
+        self.failures.push(failure);
+    }
+
+    fn drop_rounds(&mut self) {
+        self.rounds.clear();
+        self.bytes = 0;
+    }
 }
 
 impl<G> Default for Queue<G> {
@@ -199,7 +205,7 @@ impl<T: Transact> ChangePublisher<T> {
 
     /// Failed transactions since the last call. After any, every partition must go back through
     /// preparation before [`ChangePublisher::resume`].
-    pub(crate) fn take_failures(&self) -> Vec<PublishFailure> {
+    pub(crate) fn take_failures(&self) -> Vec<TransactionFailure> {
         std::mem::take(&mut self.shared.lock().failures)
     }
 
@@ -244,14 +250,9 @@ fn publish_or_report_panic<T: Transact>(shared: &PublishQueue<T>) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| publish_until_finished(shared)));
     if outcome.is_err() {
         tracing::error!("ChangePublisherPanicked");
-        let mut queue = shared.lock();
-        queue.busy = false;
-        queue.halted = true;
-        queue.rounds.clear();
-        queue.bytes = 0;
-        queue
-            .failures
-            .push(PublishFailure::Fatal { reason: "the change publisher panicked".into(), replaced: false });
+        let failure =
+            TransactionFailure::Fatal { reason: "the change publisher panicked".into(), replaced: false };
+        shared.lock().halt(failure);
         shared.changed.notify_all();
     }
 }
@@ -264,8 +265,7 @@ fn publish_until_finished<T: Transact>(shared: &PublishQueue<T>) {
                 if shared.control.killed() {
                     // A simulated crash: what is queued is never published (republished by the
                     // next owner from the store).
-                    queue.rounds.clear();
-                    queue.bytes = 0;
+                    queue.drop_rounds();
                     shared.changed.notify_all();
                     return;
                 }
@@ -297,28 +297,15 @@ fn publish_until_finished<T: Transact>(shared: &PublishQueue<T>) {
             shared.changed.notify_all();
             taken
         };
+        let (publishes, groups): (Vec<_>, Vec<_>) =
+            rounds.into_iter().map(|round| (round.publishes, round.group)).unzip();
         // The freshest metadata: a rebalance since an older round does not fence this member.
-        let mut group = None;
-        let mut publishes = Vec::with_capacity(rounds.len());
-        for round in rounds {
-            group = Some(round.group);
-            publishes.push(round.publishes);
-        }
-        let publishes = merge(publishes);
-        let result = match &group {
-            Some(group) => shared.transactions().publish(&publishes, group, &shared.control),
-            None => Ok(()),
-        };
+        let group = groups.into_iter().last().expect("a transaction takes at least one round");
+        let result = shared.transactions().publish(&merge(publishes), &group, &shared.control);
         let mut queue = shared.lock();
-        queue.busy = false;
-        if let Err(failure) = result {
-            queue.halted = true;
-            queue.rounds.clear();
-            queue.bytes = 0;
-            queue.failures.push(match failure {
-                TransactionFailure::Aborted(error) => PublishFailure::Aborted(error.to_string()),
-                TransactionFailure::Fatal { reason, replaced } => PublishFailure::Fatal { reason, replaced },
-            });
+        match result {
+            Ok(()) => queue.busy = false,
+            Err(failure) => queue.halt(failure),
         }
         shared.changed.notify_all();
     }
@@ -386,6 +373,11 @@ mod tests {
         }
     }
 
+    /// A round of partition 0 folding the command at `offset` (one change).
+    fn round(offset: u64) -> Vec<PartitionPublish> {
+        vec![PartitionPublish { partition: 0, changes: vec![change(offset, 0)], commit_offset: offset + 1 }]
+    }
+
     struct Script {
         publisher: ChangePublisher<Scripted>,
         begun: mpsc::Receiver<Published>,
@@ -401,14 +393,8 @@ mod tests {
             Script { publisher, begun, answers }
         }
 
-        /// A round of partition 0 folding the command at `offset` (one change).
         fn submit(&self, offset: u64) {
-            let publish = PartitionPublish {
-                partition: 0,
-                changes: vec![change(offset, 0)],
-                commit_offset: offset + 1,
-            };
-            self.publisher.submit(vec![publish], ());
+            self.publisher.submit(round(offset), ());
         }
 
         fn next_transaction(&self) -> Published {
@@ -451,7 +437,7 @@ mod tests {
         assert!(script.publisher.queue().wait_idle(Duration::from_secs(10)));
         let failures = script.publisher.take_failures();
         assert!(
-            matches!(failures.as_slice(), [PublishFailure::Aborted(error)] if error.contains("scripted abort"))
+            matches!(failures.as_slice(), [TransactionFailure::Aborted(error)] if error.to_string().contains("scripted abort"))
         );
         // Handed in before the loop has dealt with the failure: dropped too (republished from
         // the store once the partitions are prepared again).
@@ -477,9 +463,44 @@ mod tests {
         assert!(publisher.queue().wait_idle(Duration::from_secs(10)), "not left busy");
         let failures = publisher.take_failures();
         assert!(
-            matches!(failures.as_slice(), [PublishFailure::Fatal { replaced: false, .. }]),
+            matches!(failures.as_slice(), [TransactionFailure::Fatal { replaced: false, .. }]),
             "{failures:?}"
         );
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_fold_loop_wait_until_a_transaction_takes_from_it() {
+        let script = Script::start();
+        script.submit(0);
+        assert_eq!(script.next_transaction(), vec![(0, vec![0], 1)]);
+        // While that transaction runs, one round fills the queue's bytes.
+        let envelope = vec![0; MAX_QUEUED_BYTES];
+        let full = PartitionPublish {
+            partition: 0,
+            changes: vec![ChangeRecord { offset: 1, index: 0, envelope }],
+            commit_offset: 2,
+        };
+        script.publisher.submit(vec![full], ());
+        let (submitted, returned) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let publisher = &script.publisher;
+            scope.spawn(move || {
+                publisher.submit(round(2), ());
+                submitted.send(()).unwrap();
+            });
+            assert!(
+                returned.recv_timeout(Duration::from_millis(300)).is_err(),
+                "waits while the queue is full"
+            );
+            // The next transaction takes the full round off the queue: room again.
+            script.end_transaction(Ok(()));
+            returned.recv_timeout(Duration::from_secs(10)).expect("queued once there is room");
+        });
+        assert_eq!(script.next_transaction(), vec![(0, vec![1], 2)]);
+        script.end_transaction(Ok(()));
+        assert_eq!(script.next_transaction(), vec![(0, vec![2], 3)]);
+        script.end_transaction(Ok(()));
+        script.publisher.finish();
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use super::Control;
 use super::assignment::{AssignmentContext, Rebalanced};
-use super::publisher::{ChangePublisher, PublishFailure};
+use super::publisher::ChangePublisher;
 use super::transactions::{ChangeTransactions, KAFKA_CALL_TIMEOUT, PartitionPublish, TransactionFailure};
 use super::{KafkaProjectorConfig, KafkaProjectorError};
 use crate::batch::{BatchResult, fold_round};
@@ -233,13 +233,15 @@ impl<S: StoreWriter + 'static> Worker<S> {
     /// republishes the rest from the store. No rebalance, nothing skipped. After a fatal error
     /// the producer was replaced with one of the same transactional id (fencing the old one);
     /// if a stop came first, this worker ends.
-    fn publishing_failed(&mut self, failure: PublishFailure) -> Result<(), KafkaProjectorError> {
+    fn publishing_failed(&mut self, failure: TransactionFailure) -> Result<(), KafkaProjectorError> {
         match failure {
-            PublishFailure::Aborted(error) => tracing::warn!(error = %error, "ProjectorTransactionAborted"),
-            PublishFailure::Fatal { reason, replaced: false } => {
+            TransactionFailure::Aborted(error) => {
+                tracing::warn!(error = %error, "ProjectorTransactionAborted")
+            }
+            TransactionFailure::Fatal { reason, replaced: false } => {
                 return Err(KafkaProjectorError::Fatal(reason));
             }
-            PublishFailure::Fatal { reason, replaced: true } => {
+            TransactionFailure::Fatal { reason, replaced: true } => {
                 tracing::warn!(reason = %reason, "ProjectorPublishingRestarted");
             }
         }
@@ -272,7 +274,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
     }
 
     /// Moves assigned partitions to `Ready`: committed offset, then republishing.
-    fn prepare_partitions(&mut self) -> Result<(), PublishFailure> {
+    fn prepare_partitions(&mut self) -> Result<(), TransactionFailure> {
         let now = Instant::now();
         let to_fetch: Vec<u32> = self
             .partitions
@@ -302,7 +304,7 @@ impl<S: StoreWriter + 'static> Worker<S> {
                     self.set_paused(partition, false);
                 }
                 Err(RepublishFailure::Transaction(TransactionFailure::Fatal { reason, replaced })) => {
-                    return Err(PublishFailure::Fatal { reason, replaced });
+                    return Err(TransactionFailure::Fatal { reason, replaced });
                 }
                 Err(RepublishFailure::Transaction(TransactionFailure::Aborted(error))) => {
                     tracing::warn!(partition, error = %error, "ProjectorTransactionAborted");
