@@ -388,17 +388,19 @@ pub async fn bench_noisy(harness: &Harness, noisy_token: &str, settings: &NoisyS
         }
     }
     let mut b_samples_by_phase: Vec<Vec<&Sample>> = vec![Vec::new(); phases];
-    let mut b_by_phase: Vec<Vec<Duration>> = vec![Vec::new(); phases];
     for sample in &b.samples {
         if sample.started < first_phase {
             continue;
         }
         let index = ((sample.started - first_phase).as_secs_f64() / phase.as_secs_f64()) as usize;
         if index < phases {
-            b_by_phase[index].push(sample.latency);
             b_samples_by_phase[index].push(sample);
         }
     }
+    let mut b_by_phase: Vec<Vec<Duration>> = b_samples_by_phase
+        .iter()
+        .map(|samples| samples.iter().map(|sample| sample.latency).collect())
+        .collect();
     let mut a_by_phase: Vec<Vec<&Sample>> = vec![Vec::new(); phases];
     for sample in &a.samples {
         let index = (sample.started.saturating_duration_since(first_phase).as_secs_f64()
